@@ -1,0 +1,318 @@
+//! The command line: one clap struct per command, `env` on every option,
+//! doc comments as `--help`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::{self, DatasetSource};
+use crate::eval::{self, EvalOptions, ReportContext};
+use crate::forecast::Forecaster;
+use crate::http::{self, AppState};
+use crate::ingest::IngestLimits;
+use crate::metrics::Metrics;
+use crate::replay::{self, ReplayArgs};
+use crate::store::{Backend, StoreConfig, WindowStore};
+
+/// Workload forecasting and predictive scaling for AWS Auto Scaling groups.
+#[derive(Debug, Parser)]
+#[command(name = "forescale", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeArgs),
+    /// Score forecasters on a dataset by EVAL.md; writes CSV + Markdown.
+    Evaluate(EvaluateArgs),
+    /// Convert a dataset to the generic long CSV.
+    Import(ImportArgs),
+    /// Stream a trace into a running service at N x speed.
+    Replay(ReplayArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FORESCALE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Directory where the in-process store keeps its durable log.
+    #[arg(long, env = "FORESCALE_DATA_DIR", default_value = "forescale-data")]
+    pub data_dir: PathBuf,
+    /// Redis URL (redis://host:port/db). When set, samples live in Redis.
+    #[arg(long, env = "FORESCALE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "FORESCALE_REDIS_PREFIX", default_value = "forescale")]
+    pub redis_prefix: String,
+    /// Grid step in seconds.
+    #[arg(long, env = "FORESCALE_STEP_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub step_seconds: i64,
+    /// Days of samples kept per group (relative to its newest sample).
+    #[arg(long, env = "FORESCALE_RETENTION_DAYS", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub retention_days: u32,
+    /// Longest gap (in steps) filled by interpolation; longer gaps are missing.
+    #[arg(long, env = "FORESCALE_MAX_GAP_STEPS", default_value_t = 3)]
+    pub max_gap_steps: usize,
+    /// Most samples in one ingest request.
+    #[arg(long, env = "FORESCALE_MAX_BATCH", default_value_t = 10_000)]
+    pub max_batch: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "FORESCALE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Model used when a forecast request names none.
+    #[arg(long, env = "FORESCALE_DEFAULT_MODEL", default_value = "naive")]
+    pub default_model: String,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "FORESCALE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+impl ServeArgs {
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            step: self.step_seconds,
+            retention_seconds: i64::from(self.retention_days) * 86_400,
+            max_gap_steps: self.max_gap_steps,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match &self.redis_url {
+            Some(url) => Backend::Redis {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+            },
+            None => Backend::Memory {
+                data_dir: Some(self.data_dir.clone()),
+            },
+        }
+    }
+
+    /// Open the store and build the state handlers share.
+    pub async fn state(&self) -> anyhow::Result<AppState> {
+        if Forecaster::by_name(&self.default_model).is_none() {
+            bail!(
+                "--default-model {:?} is not one of: {}",
+                self.default_model,
+                Forecaster::NAMES.join(", ")
+            );
+        }
+        let store = WindowStore::open(&self.backend(), self.store_config())
+            .await
+            .with_context(|| match &self.redis_url {
+                Some(url) => format!("opening the Redis store at {}", redact(url)),
+                None => format!("opening the store in {}", self.data_dir.display()),
+            })?;
+        Ok(AppState {
+            store,
+            metrics: Metrics::default(),
+            ingest: IngestLimits {
+                max_batch: self.max_batch,
+                ..IngestLimits::default()
+            },
+            max_body_bytes: self.max_body_bytes,
+            default_model: self.default_model.clone(),
+        })
+    }
+}
+
+/// A Redis URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// Dataset name (bitbrains-rnd, azure-v1-cpu, nab-aws-cloudwatch,
+    /// google2019-job-tasks, datacenter-aggregates) or a long-CSV file.
+    #[arg(long, env = "FORESCALE_DATASET", default_value = "bitbrains-rnd")]
+    pub dataset: String,
+    /// Folder holding the shared datasets.
+    #[arg(long, env = "FORESCALE_DATA_ROOT", default_value = "../shared/data")]
+    pub data_root: PathBuf,
+}
+
+impl DatasetArgs {
+    pub fn source(&self) -> anyhow::Result<DatasetSource> {
+        Ok(DatasetSource::parse(&self.dataset, &self.data_root)?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// Models to score, comma-separated.
+    #[arg(
+        long,
+        env = "FORESCALE_MODELS",
+        value_delimiter = ',',
+        default_value = "naive,snaive"
+    )]
+    pub models: Vec<String>,
+    /// Output folder for metrics.csv and report.md.
+    #[arg(long, env = "FORESCALE_REPORT_DIR", default_value = "reports")]
+    pub out: PathBuf,
+    /// Forecast horizon in steps.
+    #[arg(long, env = "FORESCALE_HORIZON", default_value_t = 12)]
+    pub horizon: usize,
+    /// Grid step in seconds.
+    #[arg(long, env = "FORESCALE_STEP_SECONDS", default_value_t = 300)]
+    pub step_seconds: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// Output file (`-` for standard output).
+    #[arg(long, env = "FORESCALE_IMPORT_OUT")]
+    pub out: PathBuf,
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Evaluate(args) => tokio::task::spawn_blocking(move || evaluate(&args)).await?,
+        Command::Import(args) => import(&args),
+        Command::Replay(args) => replay::run(args).await,
+        Command::Openapi => {
+            print!("{}", http::openapi_json());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let state = actix_web::web::Data::new(args.state().await?);
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        store = state.store.backend_name(),
+        default_model = %args.default_model,
+        "forescale serving; docs at /docs/"
+    );
+    let server = http::serve(listener, state)?;
+    server.await?;
+    Ok(())
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg:>10} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
+    let models: Vec<Forecaster> = args
+        .models
+        .iter()
+        .map(|m| {
+            Forecaster::by_name(m.trim()).with_context(|| {
+                format!(
+                    "unknown model {m:?}; available: {}",
+                    Forecaster::NAMES.join(", ")
+                )
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let source = args.data.source()?;
+    eprintln!("loading {} ...", source.name());
+    let (raw, report) = data::load(&source)?;
+    let series = data::prepare(&raw, args.step_seconds);
+    let opts = EvalOptions {
+        horizon: args.horizon,
+        ..EvalOptions::default()
+    };
+    let mut scores = Vec::new();
+    for m in &models {
+        let pb = progress(series.len() as u64, m.name());
+        scores.push(eval::evaluate(m, &series, opts, || pb.inc(1)));
+        pb.finish();
+    }
+    let ctx = ReportContext {
+        dataset: source.name(),
+        series: series.len(),
+        steps: series.iter().map(|s| s.split.len).sum(),
+        filled: series.iter().map(|s| s.filled).sum(),
+        dropped_samples: report.dropped_samples,
+        blanked_values: report.blanked_values,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    eval::write_report(&args.out, &ctx, opts, &scores)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    println!(
+        "{:<8} {:>8} {:>8} {:>8} {:>8}",
+        "model", "WQL", "MAE", "MASEmed", "cov80"
+    );
+    for s in &scores {
+        println!(
+            "{:<8} {:>8.4} {:>8.3} {:>8.3} {:>8.3}",
+            s.model, s.wql, s.mae, s.mase_median, s.coverage
+        );
+    }
+    println!("report: {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    let source = args.data.source()?;
+    let started = Instant::now();
+    let (series, report) = data::load(&source)?;
+    let n: usize = series.iter().map(|s| s.samples.len()).sum();
+    if args.out.as_os_str() == "-" {
+        data::write_long_csv(&series, std::io::stdout().lock())?;
+    } else {
+        let f = std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        data::write_long_csv(&series, std::io::BufWriter::new(f))?;
+    }
+    eprintln!(
+        "imported {} series, {n} samples from {} in {:.1} s ({} samples dropped, {} values blanked by the bounds check)",
+        series.len(),
+        source.name(),
+        started.elapsed().as_secs_f64(),
+        report.dropped_samples,
+        report.blanked_values
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://:pw@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

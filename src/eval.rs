@@ -1,0 +1,304 @@
+//! EVAL.md: rolling-origin evaluation of forecasters on gridded series, and
+//! the CSV + Markdown report.
+//!
+//! Origins are t = test_start, test_start + H, ... while t + H <= len; at
+//! each the model reads rows [0, t) and forecasts t .. t+H-1. Metrics are on
+//! the original scale (CPU %), over all series, origins and horizon steps.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::GriddedSeries;
+use crate::forecast::{Forecaster, quantile};
+
+/// The evaluation settings (EVAL.md defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    pub horizon: usize,
+    /// Season of the MASE scale (288 = a day of 5-minute steps).
+    pub season: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self {
+            horizon: 12,
+            season: 288,
+        }
+    }
+}
+
+/// Every EVAL.md metric of one model on one dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelScores {
+    pub model: String,
+    pub series: usize,
+    pub origins: usize,
+    pub points: usize,
+    pub mae: f64,
+    pub rmse: f64,
+    /// Median over series of test MAE / train seasonal-naive scale.
+    pub mase_median: f64,
+    pub mase_mean: f64,
+    /// Series with a usable (non-zero) MASE scale.
+    pub mase_series: usize,
+    /// Mean pinball loss over the three quantiles.
+    pub pinball: f64,
+    pub pinball_q10: f64,
+    pub pinball_q50: f64,
+    pub pinball_q90: f64,
+    /// Mean over the three quantiles of 2 * sum(pinball) / sum(|y|).
+    pub wql: f64,
+    /// Share of points with p10 <= y <= p90.
+    pub coverage: f64,
+    pub mean_width: f64,
+    pub r2: f64,
+    /// Median wall time of one forecast call (batch 1), microseconds.
+    pub latency_batch1_us: f64,
+    /// Origins the model could not forecast (too little history).
+    pub skipped: usize,
+}
+
+const QS: [f64; 3] = [0.1, 0.5, 0.9];
+
+fn pinball(q: f64, y: f64, f: f64) -> f64 {
+    let d = y - f;
+    (q * d).max((q - 1.0) * d)
+}
+
+/// Score one model over every series. `progress` is called after each
+/// series.
+pub fn evaluate(
+    model: &Forecaster,
+    series: &[GriddedSeries],
+    opts: EvalOptions,
+    mut progress: impl FnMut(),
+) -> ModelScores {
+    let h = opts.horizon;
+    let (mut n, mut abs, mut sq, mut sum_abs_y, mut sum_y, mut sum_y2) =
+        (0usize, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut pin = [0.0f64; 3];
+    let (mut covered, mut width) = (0usize, 0.0);
+    let mut mase = Vec::new();
+    let mut latencies: Vec<f32> = Vec::new();
+    let (mut origins, mut skipped) = (0usize, 0usize);
+    for s in series {
+        let y = s.target();
+        let scale = mase_scale(&y[..s.split.train_end], opts.season);
+        let (mut s_abs, mut s_n) = (0.0, 0usize);
+        let mut t = s.split.val_end;
+        while t + h <= y.len() {
+            let started = Instant::now();
+            let fc = model.forecast(&s.window.rows[..t], h);
+            latencies.push(started.elapsed().as_secs_f32() * 1e6);
+            let Ok(fc) = fc else {
+                skipped += 1;
+                t += h;
+                continue;
+            };
+            origins += 1;
+            for k in 0..h {
+                let yt = f64::from(y[t + k]);
+                let f = [fc.p10[k], fc.p50[k], fc.p90[k]].map(f64::from);
+                let e = yt - f[1];
+                abs += e.abs();
+                sq += e * e;
+                s_abs += e.abs();
+                s_n += 1;
+                sum_abs_y += yt.abs();
+                sum_y += yt;
+                sum_y2 += yt * yt;
+                for (i, q) in QS.iter().enumerate() {
+                    pin[i] += pinball(*q, yt, f[i]);
+                }
+                covered += usize::from(f[0] <= yt && yt <= f[2]);
+                width += f[2] - f[0];
+                n += 1;
+            }
+            t += h;
+        }
+        if let Some(scale) = scale.filter(|_| s_n > 0) {
+            mase.push(s_abs / s_n as f64 / scale);
+        }
+        progress();
+    }
+    let nf = n.max(1) as f64;
+    let sst = sum_y2 - sum_y * sum_y / nf;
+    let wql_q = pin.map(|p| 2.0 * p / sum_abs_y.max(f64::MIN_POSITIVE));
+    let mase_series = mase.len();
+    let mase_mean = mase.iter().sum::<f64>() / mase_series.max(1) as f64;
+    let mut mase32: Vec<f32> = mase.iter().map(|m| *m as f32).collect();
+    ModelScores {
+        model: model.name().to_owned(),
+        series: series.len(),
+        origins,
+        points: n,
+        mae: abs / nf,
+        rmse: (sq / nf).sqrt(),
+        mase_median: quantile(&mut mase32, 0.5).map_or(f64::NAN, f64::from),
+        mase_mean,
+        mase_series,
+        pinball: pin.iter().sum::<f64>() / nf / 3.0,
+        pinball_q10: pin[0] / nf,
+        pinball_q50: pin[1] / nf,
+        pinball_q90: pin[2] / nf,
+        wql: wql_q.iter().sum::<f64>() / 3.0,
+        coverage: covered as f64 / nf,
+        mean_width: width / nf,
+        r2: if sst > 0.0 { 1.0 - sq / sst } else { f64::NAN },
+        latency_batch1_us: quantile(&mut latencies, 0.5).map_or(f64::NAN, f64::from),
+        skipped,
+    }
+}
+
+/// Mean |y[t] - y[t - season]| over the train segment; `None` when zero or
+/// too short.
+fn mase_scale(train: &[f32], season: usize) -> Option<f64> {
+    if train.len() <= season {
+        return None;
+    }
+    let d: f64 = (season..train.len())
+        .map(|t| f64::from((train[t] - train[t - season]).abs()))
+        .sum::<f64>()
+        / (train.len() - season) as f64;
+    (d > 0.0 && d.is_finite()).then_some(d)
+}
+
+/// What a report says about its inputs.
+#[derive(Debug, Clone)]
+pub struct ReportContext {
+    pub dataset: String,
+    pub series: usize,
+    pub steps: usize,
+    pub filled: usize,
+    pub dropped_samples: u64,
+    pub blanked_values: u64,
+    pub command: String,
+}
+
+/// Write `metrics.csv` and `report.md` into `dir`.
+pub fn write_report(
+    dir: &Path,
+    ctx: &ReportContext,
+    opts: EvalOptions,
+    scores: &[ModelScores],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut w = csv::Writer::from_path(dir.join("metrics.csv"))?;
+    for s in scores {
+        w.serialize(s).map_err(std::io::Error::other)?;
+    }
+    w.flush()?;
+
+    let mut md = std::fs::File::create(dir.join("report.md"))?;
+    writeln!(md, "# Forecast evaluation: {}\n", ctx.dataset)?;
+    writeln!(
+        md,
+        "Protocol: EVAL.md v1. Horizon {} steps, quantiles 0.1/0.5/0.9, origins every {} steps over the test segment (last 15 %). \
+         {} series, {} gridded steps, {} empty buckets filled by interpolation; {} samples dropped and {} values blanked by the bounds check.\n",
+        opts.horizon,
+        opts.horizon,
+        ctx.series,
+        ctx.steps,
+        ctx.filled,
+        ctx.dropped_samples,
+        ctx.blanked_values
+    )?;
+    writeln!(md, "Command: `{}`\n", ctx.command)?;
+    writeln!(
+        md,
+        "| model | WQL | MAE | median MASE | coverage 80 | RMSE | mean MASE | pinball | width | R^2 | latency b1 (us) | points |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for s in scores {
+        writeln!(
+            md,
+            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.2} | {:.3} | {:.1} | {} |",
+            s.model,
+            s.wql,
+            s.mae,
+            s.mase_median,
+            s.coverage,
+            s.rmse,
+            s.mase_mean,
+            s.pinball,
+            s.mean_width,
+            s.r2,
+            s.latency_batch1_us,
+            s.points
+        )?;
+    }
+    writeln!(
+        md,
+        "\nMASE scale: mean |y[t] - y[t-{}]| over each series' train segment; {} of {} series have a non-zero scale. \
+         Latency: median wall time of one forecast call on one thread, measured during this run.",
+        opts.season,
+        scores.first().map_or(0, |s| s.mase_series),
+        ctx.series
+    )?;
+    if scores.iter().any(|s| s.skipped > 0) {
+        writeln!(md, "\nSkipped origins (too little history):")?;
+        for s in scores.iter().filter(|s| s.skipped > 0) {
+            writeln!(md, "- {}: {}", s.model, s.skipped)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Series, prepare};
+    use crate::domain::MetricSample;
+
+    fn series(values: impl Fn(usize) -> f32, len: usize) -> Vec<GriddedSeries> {
+        let samples = (0..len)
+            .map(|i| MetricSample::cpu_only(i as i64 * 300, values(i)))
+            .collect();
+        prepare(
+            &[Series {
+                id: "s".into(),
+                samples,
+            }],
+            300,
+        )
+    }
+
+    #[test]
+    fn perfect_seasonal_series_scores_zero_for_snaive() {
+        let s = series(|i| 10.0 + (i % 288) as f32 / 10.0, 288 * 10);
+        let m = Forecaster::by_name("snaive").unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || ());
+        assert!(r.origins > 0);
+        assert_eq!(r.mae, 0.0);
+        assert_eq!(r.wql, 0.0);
+        assert_eq!(r.coverage, 1.0);
+        // A perfectly periodic train segment has no seasonal error: no scale.
+        assert_eq!(r.mase_series, 0);
+        assert!(r.mase_median.is_nan());
+    }
+
+    #[test]
+    fn naive_on_a_ramp_has_known_error() {
+        // y = t / 4 (exact in f32): the naive forecast at horizon k is off by k / 4.
+        let s = series(|i| i as f32 * 0.25, 2000);
+        let m = Forecaster::by_name("naive").unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || ());
+        let expected = (1..=12).map(|k| k as f64 * 0.25).sum::<f64>() / 12.0;
+        assert!((r.mae - expected).abs() < 1e-4, "{} vs {expected}", r.mae);
+        // The residual band is exact on a ramp, so every point is covered.
+        assert_eq!(r.coverage, 1.0);
+        assert!(r.r2 > 0.9);
+        // Scale: y[t] - y[t-288] = 72 everywhere.
+        assert!((r.mase_median - expected / 72.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pinball_matches_definition() {
+        assert_eq!(pinball(0.9, 10.0, 8.0), 0.9 * 2.0);
+        assert!((pinball(0.1, 10.0, 12.0) - 0.9 * 2.0).abs() < 1e-12);
+    }
+}

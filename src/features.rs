@@ -1,0 +1,223 @@
+//! Features: a grid window -> the model input `[L, 23]` plus an
+//! availability mask. Pure and synchronous.
+//!
+//! - Measured features are z-scored with [`NormStats`] that travel with a
+//!   model (fit on its training split only).
+//! - An absent value (never sent, or in a missing row) gets the neutral
+//!   value, the training mean, i.e. 0 after normalisation, and mask 0.
+//! - Calendar features come from the row's timestamp (UTC) and are always
+//!   available: `hour_of_day` = (h + m/60) / 24, `day_of_week` = Monday 0 ..
+//!   Sunday 6, / 7, `minute_of_hour` = m / 60, each in [0, 1) and wrapping.
+//!   They are z-scored like the rest.
+//! - A window shorter than L is left-padded with absent rows (mask 0).
+
+use chrono::{Datelike, Timelike};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{N_FEATURES, N_MEASURED};
+use crate::store::{MetricWindow, WindowRow};
+
+/// Per-feature mean and standard deviation, in model order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormStats {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// Smallest standard deviation used; a constant feature is divided by 1.
+const MIN_STD: f64 = 1e-6;
+
+impl NormStats {
+    /// No scaling: mean 0, std 1.
+    pub fn identity() -> Self {
+        Self {
+            mean: vec![0.0; N_FEATURES],
+            std: vec![1.0; N_FEATURES],
+        }
+    }
+
+    /// Fit on rows (typically every training row of every series). A feature
+    /// never seen keeps mean 0 and std 1.
+    pub fn fit<'a>(rows: impl IntoIterator<Item = &'a WindowRow>) -> Self {
+        // Welford, in f64.
+        let mut n = [0u64; N_FEATURES];
+        let mut mean = [0f64; N_FEATURES];
+        let mut m2 = [0f64; N_FEATURES];
+        for row in rows {
+            for (j, v) in row_features(row).iter().enumerate() {
+                if let Some(x) = v {
+                    let x = f64::from(*x);
+                    n[j] += 1;
+                    let d = x - mean[j];
+                    mean[j] += d / n[j] as f64;
+                    m2[j] += d * (x - mean[j]);
+                }
+            }
+        }
+        let mut out = Self::identity();
+        for j in 0..N_FEATURES {
+            if n[j] > 0 {
+                out.mean[j] = mean[j] as f32;
+                let sd = (m2[j] / n[j] as f64).sqrt();
+                out.std[j] = if sd > MIN_STD { sd as f32 } else { 1.0 };
+            }
+        }
+        out
+    }
+
+    /// Check the shape and that every number is finite and usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mean.len() != N_FEATURES || self.std.len() != N_FEATURES {
+            return Err(format!(
+                "normalisation statistics must have {N_FEATURES} entries"
+            ));
+        }
+        if self.mean.iter().any(|m| !m.is_finite())
+            || self.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+        {
+            return Err("normalisation statistics must be finite with std > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// The three calendar features of a timestamp (UTC), each in [0, 1).
+pub fn calendar(ts: i64) -> [f32; 3] {
+    let Some(t) = chrono::DateTime::from_timestamp(ts, 0) else {
+        return [0.0; 3];
+    };
+    let (h, m) = (t.hour() as f32, t.minute() as f32);
+    [
+        (h + m / 60.0) / 24.0,
+        t.weekday().num_days_from_monday() as f32 / 7.0,
+        m / 60.0,
+    ]
+}
+
+/// All 23 features of one row, absent ones `None`.
+pub fn row_features(row: &WindowRow) -> [Option<f32>; N_FEATURES] {
+    let mut out = [None; N_FEATURES];
+    out[..N_MEASURED].copy_from_slice(&row.values);
+    for (k, c) in calendar(row.timestamp).into_iter().enumerate() {
+        out[N_MEASURED + k] = Some(c);
+    }
+    out
+}
+
+/// A normalised model input, row-major `[steps, 23]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    pub steps: usize,
+    pub values: Vec<f32>,
+    /// 1 where the value was available, 0 where it got the neutral value.
+    pub mask: Vec<f32>,
+}
+
+/// Encode the last `steps` rows of a window.
+pub fn encode(window: &MetricWindow, stats: &NormStats, steps: usize) -> ModelInput {
+    let rows = &window.rows[window.rows.len().saturating_sub(steps)..];
+    let pad = steps - rows.len();
+    let mut values = vec![0.0; steps * N_FEATURES];
+    let mut mask = vec![0.0; steps * N_FEATURES];
+    for (i, row) in rows.iter().enumerate() {
+        let base = (pad + i) * N_FEATURES;
+        for (j, v) in row_features(row).iter().enumerate() {
+            if let Some(x) = v {
+                values[base + j] = (x - stats.mean[j]) / stats.std[j];
+                mask[base + j] = 1.0;
+            }
+        }
+    }
+    ModelInput {
+        steps,
+        values,
+        mask,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FEATURE_BOUNDS;
+    use crate::store::RowState;
+    use proptest::prelude::*;
+
+    fn row(ts: i64, values: [Option<f32>; N_MEASURED]) -> WindowRow {
+        WindowRow {
+            timestamp: ts,
+            values,
+            capacity: None,
+            state: RowState::Observed,
+        }
+    }
+
+    #[test]
+    fn calendar_of_a_known_time() {
+        // 2013-08-01T14:30:00Z was a Thursday.
+        let c = calendar(1_375_367_400);
+        assert!((c[0] - 14.5 / 24.0).abs() < 1e-6);
+        assert!((c[1] - 3.0 / 7.0).abs() < 1e-6);
+        assert!((c[2] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn absent_values_are_neutral_and_masked_and_short_windows_padded() {
+        let mut v = [None; N_MEASURED];
+        v[0] = Some(30.0);
+        let w = MetricWindow {
+            step: 300,
+            rows: vec![row(0, v), WindowRow::missing(300)],
+        };
+        let mut stats = NormStats::identity();
+        stats.mean[0] = 10.0;
+        stats.std[0] = 5.0;
+        let x = encode(&w, &stats, 3);
+        assert_eq!(x.values.len(), 3 * N_FEATURES);
+        assert!(x.mask[..N_FEATURES].iter().all(|m| *m == 0.0)); // padding
+        assert_eq!(x.values[N_FEATURES], 4.0); // (30 - 10) / 5
+        assert_eq!(x.mask[N_FEATURES + 1], 0.0); // cpu_freq absent
+        assert_eq!(x.values[2 * N_FEATURES], 0.0); // missing row: neutral
+        assert_eq!(x.mask[2 * N_FEATURES + N_MEASURED], 1.0); // calendar known
+    }
+
+    #[test]
+    fn fit_uses_only_present_values() {
+        let mut a = [None; N_MEASURED];
+        a[0] = Some(1.0);
+        let mut b = [None; N_MEASURED];
+        b[0] = Some(3.0);
+        let rows = [row(0, a), row(300, b), WindowRow::missing(600)];
+        let s = NormStats::fit(&rows);
+        assert_eq!(s.mean[0], 2.0);
+        assert_eq!(s.std[0], 1.0);
+        assert_eq!((s.mean[5], s.std[5]), (0.0, 1.0));
+        s.validate().unwrap();
+    }
+
+    fn arb_value(j: usize) -> impl Strategy<Value = Option<f32>> {
+        let (lo, hi) = FEATURE_BOUNDS[j];
+        prop_oneof![Just(None), (lo..=hi).prop_map(|x| Some(x as f32))]
+    }
+
+    fn arb_row() -> impl Strategy<Value = WindowRow> {
+        let vals: Vec<_> = (0..N_MEASURED).map(arb_value).collect();
+        (0i64..4_000_000_000, vals).prop_map(|(ts, v)| {
+            let mut values = [None; N_MEASURED];
+            values.copy_from_slice(&v);
+            row(ts, values)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_is_always_finite(rows in prop::collection::vec(arb_row(), 0..40), steps in 1usize..48) {
+            let stats = NormStats::fit(&rows);
+            prop_assert!(stats.validate().is_ok());
+            let w = MetricWindow { step: 300, rows };
+            let x = encode(&w, &stats, steps);
+            prop_assert_eq!(x.values.len(), steps * N_FEATURES);
+            prop_assert!(x.values.iter().all(|v| v.is_finite()));
+            prop_assert!(x.mask.iter().all(|m| *m == 0.0 || *m == 1.0));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `/v1/forecast`: stateless forecasts (the window travels in the body),
+//! and the response shape shared with the per-group forecast.
+
+use actix_web::{HttpRequest, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::groups::{check_horizon, pick_model};
+use super::openapi::StatelessForecastRequest;
+use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
+use crate::domain::rfc3339;
+use crate::forecast::Forecaster;
+use crate::ingest::{ValidationError, parse_batch};
+use crate::store::{GridSpec, MetricWindow, grid};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/forecast", web::post().to(stateless_forecast)));
+}
+
+/// One forecast step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastPoint {
+    /// Start of the step, RFC 3339 UTC, on the step grid.
+    pub timestamp: String,
+    pub p10: f32,
+    pub p50: f32,
+    pub p90: f32,
+}
+
+/// A quantile forecast of `cpu_usage_pct`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastResponse {
+    /// The group (absent for stateless forecasts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub model: String,
+    pub step_seconds: i64,
+    /// Last step of history the forecast was made from, RFC 3339.
+    pub history_end: String,
+    pub points: Vec<ForecastPoint>,
+}
+
+/// Run a model off the async workers and shape the answer.
+pub(super) async fn run_forecast(
+    state: &AppState,
+    model: Forecaster,
+    window: MetricWindow,
+    horizon: usize,
+) -> Result<ForecastResponse, ApiError> {
+    let end = window.end().unwrap_or_default();
+    let step = window.step;
+    let name = model.name();
+    let fc = web::block(move || model.forecast(&window.rows, horizon)).await??;
+    state.metrics.forecast_served(name);
+    let points = (0..fc.horizon())
+        .map(|k| ForecastPoint {
+            timestamp: rfc3339(end + (k as i64 + 1) * step),
+            p10: fc.p10[k],
+            p50: fc.p50[k],
+            p90: fc.p90[k],
+        })
+        .collect();
+    Ok(ForecastResponse {
+        group: None,
+        model: name.to_owned(),
+        step_seconds: step,
+        history_end: rfc3339(end),
+        points,
+    })
+}
+
+/// Forecast from a window sent in the body; nothing is stored.
+///
+/// The samples are validated like an ingest batch and put on the grid
+/// (`step_seconds`, default the service's step).
+#[utoipa::path(
+    post,
+    path = "/v1/forecast",
+    tag = "forecast",
+    request_body(content = StatelessForecastRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = ForecastResponse),
+        (status = 400, description = "Malformed JSON, bad model or horizon", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "A sample is invalid, or too little history", body = ErrorBody),
+    )
+)]
+pub async fn stateless_forecast(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Json<ForecastResponse>, ApiError> {
+    let body = read_json(&req, payload, state.max_body_bytes).await?;
+    let samples = parse_batch(
+        &body,
+        &state.ingest,
+        now(),
+        &["model", "horizon", "step_seconds"],
+    )?;
+    let field = |name: &str| body.get(name).filter(|v| !v.is_null());
+    let model = match field("model") {
+        None => None,
+        Some(v) => Some(
+            v.as_str()
+                .ok_or_else(|| ValidationError::new("model", "must be a string"))?,
+        ),
+    };
+    let model = pick_model(&state, model)?;
+    let horizon = match field("horizon") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| ValidationError::new("horizon", "must be a positive integer"))?
+                as usize,
+        ),
+    };
+    let horizon = check_horizon(horizon)?;
+    let cfg = state.store.config();
+    let step = match field("step_seconds") {
+        None => cfg.step,
+        Some(v) => v
+            .as_i64()
+            .filter(|s| (60..=86_400).contains(s))
+            .ok_or_else(|| {
+                ValidationError::new("step_seconds", "must be an integer from 60 to 86400")
+            })?,
+    };
+    let window = grid(
+        &samples,
+        GridSpec {
+            step,
+            max_gap_steps: Some(cfg.max_gap_steps),
+        },
+    );
+    Ok(web::Json(
+        run_forecast(&state, model, window, horizon).await?,
+    ))
+}

@@ -1,0 +1,30 @@
+//! forescale: workload forecasting and predictive scaling for AWS Auto
+//! Scaling groups.
+//!
+//! # Layout
+//! Data flows one way; each stage imports only what is upstream of it.
+//!
+//! - [`domain`]: group names, the 23 features and their bounds, a sample.
+//! - [`ingest`]: validates pushed batches into samples (all or nothing).
+//! - [`store`]: durable samples per group (in-process log or Redis) and
+//!   windows on the step grid.
+//! - [`features`]: window -> normalised `[L, 23]` model input + mask.
+//! - [`forecast`]: models behind one enum, quantile forecasts.
+//! - [`data`]: dataset loaders (shared traces, generic long CSV), EVAL.md
+//!   grid and split. [`eval`]: EVAL.md metrics and reports.
+//! - [`http`]: the thin actix-web layer and the OpenAPI document;
+//!   [`metrics`]: Prometheus counters.
+//! - [`cli`]: commands (`serve`, `evaluate`, `import`, `replay`);
+//!   [`replay`]: streams a trace into a running service.
+
+pub mod cli;
+pub mod data;
+pub mod domain;
+pub mod eval;
+pub mod features;
+pub mod forecast;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod replay;
+pub mod store;

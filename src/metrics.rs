@@ -1,0 +1,167 @@
+//! Service metrics in the Prometheus text format. A small hand-written
+//! registry: a few counters and one latency histogram per route are all the
+//! service needs, and it keeps the dependency list short.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (route pattern, method, status) -> count
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route pattern -> latency
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    samples_accepted: AtomicU64,
+    batches_accepted: AtomicU64,
+    batches_rejected: AtomicU64,
+    /// model -> forecasts served
+    forecasts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        *self
+            .requests
+            .lock()
+            .entry((route.to_owned(), method.to_owned(), status))
+            .or_default() += 1;
+        let mut lat = self.latency.lock();
+        let h = lat.entry(route.to_owned()).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn batch_accepted(&self, samples: usize) {
+        self.batches_accepted.fetch_add(1, Ordering::Relaxed);
+        self.samples_accepted
+            .fetch_add(samples as u64, Ordering::Relaxed);
+    }
+
+    pub fn batch_rejected(&self) {
+        self.batches_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn forecast_served(&self, model: &str) {
+        *self.forecasts.lock().entry(model.to_owned()).or_default() += 1;
+    }
+
+    pub fn samples_accepted(&self) -> u64 {
+        self.samples_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Render everything, plus the gauges the caller knows.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "# HELP forescale_http_requests_total HTTP requests by route, method and status.\n# TYPE forescale_http_requests_total counter"
+        );
+        for ((route, method, status), n) in self.requests.lock().iter() {
+            let _ = writeln!(
+                w,
+                "forescale_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_http_request_duration_seconds HTTP request latency by route.\n# TYPE forescale_http_request_duration_seconds histogram"
+        );
+        for (route, h) in self.latency.lock().iter() {
+            let r = escape(route);
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    w,
+                    "forescale_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                w,
+                "forescale_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}\nforescale_http_request_duration_seconds_sum{{route=\"{r}\"}} {}\nforescale_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        for (name, help, v) in [
+            (
+                "forescale_samples_accepted_total",
+                "Samples accepted by ingest.",
+                self.samples_accepted.load(Ordering::Relaxed),
+            ),
+            (
+                "forescale_batches_accepted_total",
+                "Ingest batches accepted.",
+                self.batches_accepted.load(Ordering::Relaxed),
+            ),
+            (
+                "forescale_batches_rejected_total",
+                "Ingest batches rejected (nothing stored).",
+                self.batches_rejected.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_forecasts_total Forecasts served by model.\n# TYPE forescale_forecasts_total counter"
+        );
+        for (model, n) in self.forecasts.lock().iter() {
+            let _ = writeln!(w, "forescale_forecasts_total{{model=\"{model}\"}} {n}");
+        }
+        for (name, help, v) in gauges {
+            let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.observe_request("/v1/groups", "GET", 200, 0.003);
+        m.batch_accepted(5);
+        m.forecast_served("naive");
+        let text = m.render(&[("forescale_groups", "Groups known.", 2.0)]);
+        assert!(text.contains(
+            "forescale_http_requests_total{route=\"/v1/groups\",method=\"GET\",status=\"200\"} 1"
+        ));
+        assert!(text.contains(
+            "forescale_http_request_duration_seconds_bucket{route=\"/v1/groups\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "forescale_http_request_duration_seconds_bucket{route=\"/v1/groups\",le=\"0.001\"} 0"
+        ));
+        assert!(text.contains("forescale_samples_accepted_total 5"));
+        assert!(text.contains("forescale_forecasts_total{model=\"naive\"} 1"));
+        assert!(text.contains("forescale_groups 2"));
+    }
+}
