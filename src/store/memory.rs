@@ -134,9 +134,10 @@ impl MemoryStore {
             .unwrap_or_default()
     }
 
-    pub fn newest(&self, group: &ScalingGroup) -> Option<i64> {
+    pub fn span(&self, group: &ScalingGroup) -> Option<(i64, i64)> {
         let state = self.inner.state.read();
-        state.get(group)?.last_key_value().map(|(t, _)| *t)
+        let s = state.get(group)?;
+        Some((*s.first_key_value()?.0, *s.last_key_value()?.0))
     }
 }
 

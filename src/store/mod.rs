@@ -183,29 +183,44 @@ impl WindowStore {
 
     /// Newest sample timestamp of a group, `None` for an unknown group.
     pub async fn newest(&self, group: &ScalingGroup) -> Result<Option<i64>, StoreError> {
+        Ok(self.span(group).await?.map(|(_, newest)| newest))
+    }
+
+    /// Oldest and newest sample timestamps of a group.
+    pub async fn span(&self, group: &ScalingGroup) -> Result<Option<(i64, i64)>, StoreError> {
         match self {
-            Self::Memory(s) => Ok(s.newest(group)),
-            Self::Redis(s) => s.newest(group).await,
+            Self::Memory(s) => Ok(s.span(group)),
+            Self::Redis(s) => s.span(group).await,
         }
     }
 
     /// The last `steps` grid rows of a group, ending at its newest sample's
-    /// bucket; `None` for an unknown group. Steps before the first sample
-    /// are not invented: the window may be shorter than asked.
+    /// bucket; `None` for an unknown group. Rows inside a long gap are
+    /// `Missing`; steps before the group's first sample are not invented,
+    /// so the window is shorter than asked while history is short.
     pub async fn window(
         &self,
         group: &ScalingGroup,
         steps: usize,
     ) -> Result<Option<MetricWindow>, StoreError> {
-        let Some(newest) = self.newest(group).await? else {
+        let Some((oldest, newest)) = self.span(group).await? else {
             return Ok(None);
         };
         let cfg = self.config();
         let end = grid::bucket(newest, cfg.step);
         let since = end - (steps.max(1) as i64 - 1) * cfg.step;
-        let samples = self.samples_since(group, since).await?;
+        let start = since.max(grid::bucket(oldest, cfg.step));
+        // Read a little before the window so a short gap across its start
+        // is interpolated exactly as it would be inside it.
+        let lead = (cfg.max_gap_steps as i64 + 1) * cfg.step;
+        let samples = self.samples_since(group, start - lead).await?;
         let mut w = grid::grid(&samples, cfg.grid_spec());
-        w.keep_last(steps);
+        w.rows.retain(|r| r.timestamp >= start);
+        let first = w.rows.first().map_or(end + cfg.step, |r| r.timestamp);
+        let pad: Vec<WindowRow> = (0..(first - start) / cfg.step)
+            .map(|k| WindowRow::missing(start + k * cfg.step))
+            .collect();
+        w.rows.splice(0..0, pad);
         Ok(Some(w))
     }
 

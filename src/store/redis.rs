@@ -109,7 +109,7 @@ impl RedisStore {
         group: &ScalingGroup,
         samples: Vec<MetricSample>,
     ) -> Result<usize, StoreError> {
-        let newest = self.newest(group).await?;
+        let newest = self.span(group).await?.map(|(_, n)| n);
         let cutoff = check_retention(newest, &samples, self.cfg.retention_seconds)?;
         let mut inv = self.script.prepare_invoke();
         inv.key(self.groups_key())
@@ -187,17 +187,25 @@ impl RedisStore {
             .collect()
     }
 
-    pub async fn newest(&self, group: &ScalingGroup) -> Result<Option<i64>, StoreError> {
-        let last: Vec<(String, f64)> = self
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.samples_key(group))
-                    .arg(-1)
-                    .arg(-1)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        Ok(last.first().map(|(_, s)| *s as i64))
+    pub async fn span(&self, group: &ScalingGroup) -> Result<Option<(i64, i64)>, StoreError> {
+        let key = self.samples_key(group);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE").arg(&key).arg(0).arg(0).arg("WITHSCORES");
+        pipe.cmd("ZRANGE")
+            .arg(&key)
+            .arg(-1)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let reply = self.query_pipe(&pipe).await?;
+        let [first, last] = reply.as_slice() else {
+            return Err(corrupt("short pipeline reply"));
+        };
+        let first: Vec<(String, f64)> = redis::from_redis_value_ref(first).map_err(corrupt)?;
+        let last: Vec<(String, f64)> = redis::from_redis_value_ref(last).map_err(corrupt)?;
+        Ok(first
+            .first()
+            .zip(last.first())
+            .map(|(f, l)| (f.1 as i64, l.1 as i64)))
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -1,1 +1,11 @@
+//! The one integration test binary (link time matters): modules by area.
+//! Redis tests talk to a real server at `FORESCALE_TEST_REDIS_URL`
+//! (default redis://127.0.0.1:6379/); `scripts/test.sh` starts one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod cli;
+mod http_api;
+mod openapi;
+mod store_suite;
+mod support;

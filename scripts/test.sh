@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test of the project, on a fresh machine: installs and starts what
+# the tests need (Redis), then runs format, lint and the test suites.
+#
+#   scripts/test.sh
+#
+# Compiled dependencies are kept in CARGO_TARGET_DIR (default
+# ~/.cache/forescale-target, outside the clone) so repeated runs, and CI
+# runs in fresh clones, reuse them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/forescale-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+start=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
+
+step "services"
+scripts/ensure-redis.sh
+export FORESCALE_TEST_REDIS_URL="${FORESCALE_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+
+if [ ! -d ../shared/data ]; then
+  echo "warning: ../shared/data not found; dataset tests will fail" >&2
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "done"

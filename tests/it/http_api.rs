@@ -1,0 +1,476 @@
+//! The HTTP API end to end: in-process for the request matrix, a real
+//! server on a port for restarts.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::test::{self, TestRequest};
+use chrono::DateTime;
+use forescale::data::{DatasetSource, load};
+use forescale::http::create_app;
+use serde_json::{Value, json};
+
+use crate::support::{Fixture, Kind, RunningServer, shared_data};
+
+/// The first `n` samples of a real Bitbrains VM, as an ingest body.
+fn trace_body(n: usize) -> (Value, i64) {
+    let src = DatasetSource::parse("bitbrains-rnd", &shared_data()).unwrap();
+    let (series, _) = load(&src).unwrap();
+    let vm = &series[0];
+    let samples: Vec<Value> = vm.samples[..n]
+        .iter()
+        .map(|s| {
+            let mut f = serde_json::Map::new();
+            for (j, v) in s.values.iter().enumerate() {
+                if let Some(v) = v {
+                    f.insert(forescale::domain::FEATURE_NAMES[j].into(), json!(v));
+                }
+            }
+            json!({"timestamp": s.timestamp, "features": f})
+        })
+        .collect();
+    (json!({ "samples": samples }), vm.samples[n - 1].timestamp)
+}
+
+fn post_json(uri: &str, body: &Value) -> TestRequest {
+    TestRequest::post()
+        .uri(uri)
+        .insert_header(ContentType::json())
+        .set_payload(body.to_string())
+}
+
+fn ts(s: &str) -> i64 {
+    DateTime::parse_from_rfc3339(s).unwrap().timestamp()
+}
+
+#[actix_web::test]
+async fn ingest_a_real_trace_then_forecast() {
+    let f = Fixture::new(Kind::Memory, "e2e");
+    let app = test::init_service(create_app(f.state().await)).await;
+
+    let resp = test::call_service(&app, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let (body, last) = trace_body(600);
+    let resp = test::call_service(
+        &app,
+        post_json("/v1/groups/vm-027/samples", &body).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v, json!({"accepted": 600}));
+
+    for model in ["naive", "snaive"] {
+        let req = TestRequest::get()
+            .uri(&format!(
+                "/v1/groups/vm-027/forecast?model={model}&horizon=12"
+            ))
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{model}");
+        let v: Value = test::read_body_json(resp).await;
+        assert_eq!(v["group"], "vm-027");
+        assert_eq!(v["model"], model);
+        assert_eq!(v["step_seconds"], 300);
+        let points = v["points"].as_array().unwrap();
+        assert_eq!(points.len(), 12);
+        let bucket_end = last.div_euclid(300) * 300;
+        for (k, p) in points.iter().enumerate() {
+            let t = ts(p["timestamp"].as_str().unwrap());
+            assert_eq!(
+                t,
+                bucket_end + (k as i64 + 1) * 300,
+                "on the grid, after the last sample"
+            );
+            let (a, b, c) = (
+                p["p10"].as_f64().unwrap(),
+                p["p50"].as_f64().unwrap(),
+                p["p90"].as_f64().unwrap(),
+            );
+            assert!(a <= b && b <= c && a >= 0.0, "{p}");
+        }
+    }
+
+    let resp = test::call_service(&app, TestRequest::get().uri("/v1/groups").to_request()).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["groups"][0]["group"], "vm-027");
+    assert_eq!(v["groups"][0]["samples"], 600);
+
+    let resp = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains("forescale_samples_accepted_total 600"),
+        "{text}"
+    );
+    assert!(text.contains("forescale_forecasts_total{model=\"snaive\"} 1"));
+    assert!(text.contains("route=\"/v1/groups/{group}/samples\""));
+    assert!(text.contains("forescale_groups 1"));
+}
+
+/// Every bad request: a 4xx with a JSON error naming the field, and the
+/// store unchanged.
+#[actix_web::test]
+async fn bad_input_is_a_4xx_json_error_and_changes_nothing() {
+    let f = Fixture::new(Kind::Memory, "bad");
+    let app = test::init_service(create_app(f.state().await)).await;
+    const BASE: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+    let ok = json!({"samples": [{"timestamp": BASE, "features": {"cpu_usage_pct": 5}}]});
+    let resp = test::call_service(&app, post_json("/v1/groups/g/samples", &ok).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let sample =
+        |features: Value| json!({"samples": [{"timestamp": BASE + 300, "features": features}]});
+    let mut all24 = serde_json::Map::new();
+    for name in forescale::domain::FEATURE_NAMES {
+        all24.insert(name.into(), json!(0.5));
+    }
+    all24.insert("gpu_usage_pct".into(), json!(1));
+    let many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"timestamp": BASE + i, "features": {"cpu_usage_pct": 1}}))
+        .collect();
+    let huge = "x".repeat(5 << 20);
+
+    // (description, request, status, field)
+    let cases: Vec<(&str, TestRequest, u16, &str)> = vec![
+        (
+            "wrong type",
+            post_json(
+                "/v1/groups/g/samples",
+                &sample(json!({"cpu_usage_pct": "high"})),
+            ),
+            422,
+            "samples[0].features.cpu_usage_pct",
+        ),
+        (
+            "bool",
+            post_json(
+                "/v1/groups/g/samples",
+                &sample(json!({"cpu_usage_pct": true})),
+            ),
+            422,
+            "samples[0].features.cpu_usage_pct",
+        ),
+        (
+            "negative rate",
+            post_json(
+                "/v1/groups/g/samples",
+                &sample(json!({"cpu_usage_pct": 1, "disk_iops": -2})),
+            ),
+            422,
+            "samples[0].features.disk_iops",
+        ),
+        (
+            "percent far above 100",
+            post_json(
+                "/v1/groups/g/samples",
+                &sample(json!({"cpu_usage_pct": 1000})),
+            ),
+            422,
+            "samples[0].features.cpu_usage_pct",
+        ),
+        (
+            "unknown feature",
+            post_json(
+                "/v1/groups/g/samples",
+                &sample(json!({"cpu_usage_pct": 1, "gpu": 3})),
+            ),
+            422,
+            "samples[0].features.gpu",
+        ),
+        (
+            "24 features",
+            post_json("/v1/groups/g/samples", &sample(Value::Object(all24))),
+            422,
+            "samples[0].features.day_of_week",
+        ),
+        (
+            "cpu missing",
+            post_json("/v1/groups/g/samples", &sample(json!({"mem_used_pct": 3}))),
+            422,
+            "samples[0].features.cpu_usage_pct",
+        ),
+        (
+            "empty batch",
+            post_json("/v1/groups/g/samples", &json!({"samples": []})),
+            422,
+            "samples",
+        ),
+        (
+            "over the batch limit",
+            post_json("/v1/groups/g/samples", &json!({"samples": many})),
+            422,
+            "samples",
+        ),
+        (
+            "older than retention",
+            post_json(
+                "/v1/groups/g/samples",
+                &json!({"samples": [{"timestamp": 1, "features": {"cpu_usage_pct": 1}}]}),
+            ),
+            422,
+            "samples[0].timestamp",
+        ),
+        (
+            "bad timestamp",
+            post_json(
+                "/v1/groups/g/samples",
+                &json!({"samples": [{"timestamp": "noon", "features": {"cpu_usage_pct": 1}}]}),
+            ),
+            422,
+            "samples[0].timestamp",
+        ),
+        (
+            "not an object",
+            post_json("/v1/groups/g/samples", &json!([1, 2])),
+            422,
+            "$",
+        ),
+        (
+            "bad group name",
+            post_json("/v1/groups/a:b/samples", &ok),
+            400,
+            "group",
+        ),
+        (
+            "group name too long",
+            post_json(&format!("/v1/groups/{}/samples", "x".repeat(256)), &ok),
+            400,
+            "group",
+        ),
+        (
+            "NaN",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .insert_header(ContentType::json())
+                .set_payload(r#"{"samples":[{"timestamp":0,"features":{"cpu_usage_pct":NaN}}]}"#),
+            400,
+            "body",
+        ),
+        (
+            "non-JSON",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .insert_header(ContentType::json())
+                .set_payload("hello"),
+            400,
+            "body",
+        ),
+        (
+            "empty body",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .insert_header(ContentType::json()),
+            400,
+            "body",
+        ),
+        (
+            "oversized body",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .insert_header(ContentType::json())
+                .set_payload(huge),
+            413,
+            "body",
+        ),
+        (
+            "wrong content type",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .insert_header(ContentType::plaintext())
+                .set_payload(ok.to_string()),
+            415,
+            "Content-Type",
+        ),
+        (
+            "no content type",
+            TestRequest::post()
+                .uri("/v1/groups/g/samples")
+                .set_payload(ok.to_string()),
+            415,
+            "Content-Type",
+        ),
+        (
+            "wrong method",
+            TestRequest::delete().uri("/v1/groups/g/samples"),
+            405,
+            "",
+        ),
+        (
+            "unknown route",
+            TestRequest::get().uri("/v2/nothing"),
+            404,
+            "",
+        ),
+        (
+            "unknown model",
+            TestRequest::get().uri("/v1/groups/g/forecast?model=oracle"),
+            400,
+            "model",
+        ),
+        (
+            "horizon zero",
+            TestRequest::get().uri("/v1/groups/g/forecast?horizon=0"),
+            400,
+            "horizon",
+        ),
+        (
+            "horizon too long",
+            TestRequest::get().uri("/v1/groups/g/forecast?horizon=100000"),
+            400,
+            "horizon",
+        ),
+        (
+            "horizon overflows",
+            TestRequest::get().uri("/v1/groups/g/forecast?horizon=99999999999999999999999"),
+            400,
+            "query",
+        ),
+        (
+            "horizon not a number",
+            TestRequest::get().uri("/v1/groups/g/forecast?horizon=soon"),
+            400,
+            "query",
+        ),
+        (
+            "unknown group",
+            TestRequest::get().uri("/v1/groups/nobody/forecast"),
+            404,
+            "group",
+        ),
+        (
+            "too little history for snaive",
+            TestRequest::get().uri("/v1/groups/g/forecast?model=snaive"),
+            422,
+            "samples",
+        ),
+        (
+            "stateless: bad step",
+            post_json(
+                "/v1/forecast",
+                &json!({"step_seconds": 1, "samples": [{"timestamp": 0, "features": {"cpu_usage_pct": 1}}]}),
+            ),
+            422,
+            "step_seconds",
+        ),
+        (
+            "stateless: unknown key",
+            post_json("/v1/forecast", &json!({"window": [], "samples": []})),
+            422,
+            "window",
+        ),
+        (
+            "stateless: model not a string",
+            post_json(
+                "/v1/forecast",
+                &json!({"model": 3, "samples": [{"timestamp": 0, "features": {"cpu_usage_pct": 1}}]}),
+            ),
+            422,
+            "model",
+        ),
+    ];
+    for (what, req, status, field) in cases {
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(resp.status().as_u16(), status, "{what}");
+        let body: Value = test::read_body_json(resp).await;
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{what}: {body}"
+        );
+        if !field.is_empty() {
+            assert_eq!(body["field"], field, "{what}: {body}");
+        }
+    }
+    // The first error names the sample index and timestamp too.
+    let resp = test::call_service(
+        &app,
+        post_json(
+            "/v1/groups/g/samples",
+            &sample(json!({"cpu_usage_pct": 1, "disk_iops": -2})),
+        )
+        .to_request(),
+    )
+    .await;
+    let body: Value = test::read_body_json(resp).await;
+    assert_eq!(body["sample_index"], 0);
+    assert_eq!(body["timestamp"], "2023-11-14T22:18:20Z");
+    assert_eq!(body["feature"], "disk_iops");
+
+    // Nothing of the refused batches was stored.
+    let resp = test::call_service(&app, TestRequest::get().uri("/v1/groups").to_request()).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(v["groups"][0]["samples"], 1);
+}
+
+#[actix_web::test]
+async fn stateless_forecast_and_docs() {
+    let f = Fixture::new(Kind::Memory, "stateless");
+    let app = test::init_service(create_app(f.state().await)).await;
+    let samples: Vec<Value> = (0..50)
+        .map(|i| json!({"timestamp": format!("2024-01-01T{:02}:{:02}:00Z", i * 5 / 60, i * 5 % 60), "features": {"cpu_usage_pct": 10 + i % 5}}))
+        .collect();
+    let body = json!({"model": "naive", "horizon": 6, "samples": samples});
+    let resp = test::call_service(&app, post_json("/v1/forecast", &body).to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = test::read_body_json(resp).await;
+    assert!(v.get("group").is_none());
+    assert_eq!(v["points"].as_array().unwrap().len(), 6);
+    assert_eq!(v["history_end"], "2024-01-01T04:05:00Z");
+    assert_eq!(v["points"][0]["timestamp"], "2024-01-01T04:10:00Z");
+    assert_eq!(v["points"][0]["p50"], 14.0);
+    // Stateless means stateless.
+    let resp = test::call_service(&app, TestRequest::get().uri("/v1/groups").to_request()).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["groups"], json!([]));
+
+    let resp = test::call_service(&app, TestRequest::get().uri("/openapi.json").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = test::call_service(&app, TestRequest::get().uri("/docs/").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(html.contains("swagger"), "offline docs page");
+}
+
+async fn restart_keeps_acknowledged_samples(kind: Kind) {
+    let f = Fixture::new(kind, "http-restart");
+    let server = RunningServer::start(f.state().await).await;
+    let client = reqwest::Client::new();
+    let (body, _) = trace_body(300);
+    let resp = client
+        .post(format!("{}/v1/groups/vm-027/samples", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop().await;
+
+    let server = RunningServer::start(f.state().await).await;
+    let v: Value = client
+        .get(format!("{}/v1/groups", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["groups"][0]["samples"], 300, "{v}");
+    let resp = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn restart_keeps_acknowledged_samples_memory() {
+    restart_keeps_acknowledged_samples(Kind::Memory).await;
+}
+
+#[actix_web::test]
+async fn restart_keeps_acknowledged_samples_redis() {
+    restart_keeps_acknowledged_samples(Kind::Redis).await;
+}
