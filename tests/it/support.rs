@@ -128,4 +128,3 @@ impl RunningServer {
         self.handle.stop(true).await;
     }
 }
-
