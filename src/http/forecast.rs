@@ -40,6 +40,15 @@ pub struct ForecastResponse {
     pub points: Vec<ForecastPoint>,
 }
 
+/// Longest history a stateless request may span, in grid steps (two weeks
+/// at 5 minutes): it bounds the memory one request can make us allocate.
+const MAX_STATELESS_STEPS: i64 = 4_032;
+
+/// Round for the wire: four decimals are far below any metric's noise.
+fn tidy(x: f32) -> f32 {
+    (x * 1e4).round() / 1e4
+}
+
 /// Run a model off the async workers and shape the answer.
 pub(super) async fn run_forecast(
     state: &AppState,
@@ -55,9 +64,9 @@ pub(super) async fn run_forecast(
     let points = (0..fc.horizon())
         .map(|k| ForecastPoint {
             timestamp: rfc3339(end + (k as i64 + 1) * step),
-            p10: fc.p10[k],
-            p50: fc.p50[k],
-            p90: fc.p90[k],
+            p10: tidy(fc.p10[k]),
+            p50: tidy(fc.p50[k]),
+            p90: tidy(fc.p90[k]),
         })
         .collect();
     Ok(ForecastResponse {
@@ -126,6 +135,19 @@ pub async fn stateless_forecast(
                 ValidationError::new("step_seconds", "must be an integer from 60 to 86400")
             })?,
     };
+    let (lo, hi) = samples.iter().fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+        (lo.min(s.timestamp), hi.max(s.timestamp))
+    });
+    let span_steps = (hi - lo) / step + 1;
+    if span_steps > MAX_STATELESS_STEPS {
+        return Err(ValidationError::new(
+            "samples",
+            format!(
+                "the samples span {span_steps} steps of {step} s; at most {MAX_STATELESS_STEPS} are accepted"
+            ),
+        )
+        .into());
+    }
     let window = grid(
         &samples,
         GridSpec {

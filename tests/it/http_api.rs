@@ -354,6 +354,18 @@ async fn bad_input_is_a_4xx_json_error_and_changes_nothing() {
             "step_seconds",
         ),
         (
+            "stateless: span too long",
+            post_json(
+                "/v1/forecast",
+                &json!({"step_seconds": 60, "samples": [
+                    {"timestamp": 0, "features": {"cpu_usage_pct": 1}},
+                    {"timestamp": BASE, "features": {"cpu_usage_pct": 1}},
+                ]}),
+            ),
+            422,
+            "samples",
+        ),
+        (
             "stateless: unknown key",
             post_json("/v1/forecast", &json!({"window": [], "samples": []})),
             422,
