@@ -10,18 +10,20 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use forescale::domain::{FEATURE_NAMES, MetricSample, N_MEASURED, ScalingGroup};
+use forescale::domain::{FEATURE_BOUNDS, FEATURE_NAMES, MetricSample, N_MEASURED, ScalingGroup};
 use forescale::ingest::{IngestLimits, parse_batch};
 use forescale::store::{Backend, StoreConfig, WindowStore};
 use serde_json::{Value, json};
 
 const BATCH: usize = 288;
 
-/// A realistic sample: every measured feature present.
+/// A realistic sample: every measured feature present, inside its bounds.
 fn sample(ts: i64, i: usize) -> MetricSample {
     let mut values = [None; N_MEASURED];
     for (j, v) in values.iter_mut().enumerate() {
-        *v = Some(((i * 7 + j * 13) % 90) as f32 + 0.5);
+        let (lo, hi) = FEATURE_BOUNDS[j];
+        let frac = ((i * 7 + j * 13) % 90) as f64 / 100.0;
+        *v = Some((lo.max(0.0) + (hi - lo.max(0.0)).min(100.0) * frac) as f32);
     }
     MetricSample {
         timestamp: ts,
