@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{self, DatasetSource};
 use crate::eval::{self, EvalOptions, ReportContext};
-use crate::forecast::Forecaster;
+use crate::forecast::{Forecaster, ModelRegistry, NeuralModel, neural};
 use crate::http::{self, AppState};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
@@ -31,6 +31,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Score forecasters on a dataset by EVAL.md; writes CSV + Markdown.
     Evaluate(EvaluateArgs),
+    /// Train the BiLSTM-attention forecaster (or the LSTM ablation).
+    Train(TrainArgs),
     /// Convert a dataset to the generic long CSV.
     Import(ImportArgs),
     /// Stream a trace into a running service at N x speed.
@@ -70,9 +72,13 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "FORESCALE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
-    /// Model used when a forecast request names none.
-    #[arg(long, env = "FORESCALE_DEFAULT_MODEL", default_value = "naive")]
-    pub default_model: String,
+    /// Folder of trained models, loaded at start (one sub-folder each).
+    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Model used when a forecast request names none (default: bilstm when
+    /// it is loaded, else naive).
+    #[arg(long, env = "FORESCALE_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "FORESCALE_WORKERS")]
     pub workers: Option<usize>,
@@ -101,12 +107,21 @@ impl ServeArgs {
 
     /// Open the store and build the state handlers share.
     pub async fn state(&self) -> anyhow::Result<AppState> {
-        if Forecaster::by_name(&self.default_model).is_none() {
+        let models = ModelRegistry::load_dir(&self.models_dir)
+            .with_context(|| format!("loading models from {}", self.models_dir.display()))?;
+        let default_model = match &self.default_model {
+            Some(m) => m.clone(),
+            None if models.get("bilstm").is_some() => "bilstm".into(),
+            None => "naive".into(),
+        };
+        if models.get(&default_model).is_none() {
             bail!(
-                "--default-model {:?} is not one of: {}",
-                self.default_model,
-                Forecaster::NAMES.join(", ")
+                "--default-model {default_model:?} is not one of: {}",
+                models.names().join(", ")
             );
+        }
+        for m in models.neural() {
+            tracing::info!(model = m.name(), version = %m.file.version, lookback = m.lookback(), "loaded model");
         }
         let store = WindowStore::open(&self.backend(), self.store_config())
             .await
@@ -122,7 +137,8 @@ impl ServeArgs {
                 ..IngestLimits::default()
             },
             max_body_bytes: self.max_body_bytes,
-            default_model: self.default_model.clone(),
+            default_model,
+            models,
         })
     }
 }
@@ -156,7 +172,8 @@ impl DatasetArgs {
 pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DatasetArgs,
-    /// Models to score, comma-separated.
+    /// Models to score, comma-separated: baselines (naive, snaive) and
+    /// trained models found in --models-dir (bilstm, lstm).
     #[arg(
         long,
         env = "FORESCALE_MODELS",
@@ -164,6 +181,9 @@ pub struct EvaluateArgs {
         default_value = "naive,snaive"
     )]
     pub models: Vec<String>,
+    /// Folder of trained models (bilstm, lstm, ...).
+    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
     /// Output folder for metrics.csv and report.md.
     #[arg(long, env = "FORESCALE_REPORT_DIR", default_value = "reports")]
     pub out: PathBuf,
@@ -189,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Evaluate(args) => tokio::task::spawn_blocking(move || evaluate(&args)).await?,
+        Command::Train(args) => tokio::task::spawn_blocking(move || train(&args)).await?,
         Command::Import(args) => import(&args),
         Command::Replay(args) => replay::run(args).await,
         Command::Openapi => {
@@ -205,7 +226,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?,
         store = state.store.backend_name(),
-        default_model = %args.default_model,
+        default_model = %state.default_model,
         "forescale serving; docs at /docs/"
     );
     let server = http::serve(listener, state)?;
@@ -225,44 +246,45 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let models: Vec<Forecaster> = args
-        .models
+/// This process's command line, as a user would type it.
+fn command_line() -> String {
+    std::iter::once("forescale".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Resolve model names against the baselines and a models folder.
+fn resolve_models(names: &[String], registry: &ModelRegistry) -> anyhow::Result<Vec<Forecaster>> {
+    names
         .iter()
         .map(|m| {
-            Forecaster::by_name(m.trim()).with_context(|| {
+            registry.get(m.trim()).with_context(|| {
                 format!(
                     "unknown model {m:?}; available: {}",
-                    Forecaster::NAMES.join(", ")
+                    registry.names().join(", ")
                 )
             })
         })
-        .collect::<anyhow::Result<_>>()?;
-    let source = args.data.source()?;
-    eprintln!("loading {} ...", source.name());
-    let (raw, report) = data::load(&source)?;
-    let series = data::prepare(&raw, args.step_seconds);
-    let opts = EvalOptions {
-        horizon: args.horizon,
-        ..EvalOptions::default()
-    };
+        .collect()
+}
+
+/// Score models on gridded series; print and write the report.
+fn score_and_report(
+    models: &[Forecaster],
+    series: &[data::GriddedSeries],
+    ctx: &ReportContext,
+    opts: EvalOptions,
+    out: &std::path::Path,
+) -> anyhow::Result<Vec<eval::ModelScores>> {
     let mut scores = Vec::new();
-    for m in &models {
+    for m in models {
         let pb = progress(series.len() as u64, m.name());
-        scores.push(eval::evaluate(m, &series, opts, || pb.inc(1)));
+        scores.push(eval::evaluate(m, series, opts, || pb.inc(1)));
         pb.finish();
     }
-    let ctx = ReportContext {
-        dataset: source.name(),
-        series: series.len(),
-        steps: series.iter().map(|s| s.split.len).sum(),
-        filled: series.iter().map(|s| s.filled).sum(),
-        dropped_samples: report.dropped_samples,
-        blanked_values: report.blanked_values,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
-    eval::write_report(&args.out, &ctx, opts, &scores)
-        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    eval::write_report(out, ctx, opts, &scores)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
     println!(
         "{:<8} {:>8} {:>8} {:>8} {:>8}",
         "model", "WQL", "MAE", "MASEmed", "cov80"
@@ -273,7 +295,173 @@ fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
             s.model, s.wql, s.mae, s.mase_median, s.coverage
         );
     }
-    println!("report: {}", args.out.join("report.md").display());
+    println!("report: {}", out.join("report.md").display());
+    Ok(scores)
+}
+
+/// Load a dataset and put it on the EVAL.md grid.
+fn load_series(
+    data: &DatasetArgs,
+    step: i64,
+) -> anyhow::Result<(DatasetSource, Vec<data::GriddedSeries>, data::LoadReport)> {
+    let source = data.source()?;
+    eprintln!("loading {} ...", source.name());
+    let (raw, report) = data::load(&source)?;
+    let series = data::prepare(&raw, step);
+    Ok((source, series, report))
+}
+
+fn report_context(
+    source: &DatasetSource,
+    series: &[data::GriddedSeries],
+    report: data::LoadReport,
+) -> ReportContext {
+    ReportContext {
+        dataset: source.name(),
+        series: series.len(),
+        steps: series.iter().map(|s| s.split.len).sum(),
+        filled: series.iter().map(|s| s.filled).sum(),
+        dropped_samples: report.dropped_samples,
+        blanked_values: report.blanked_values,
+        command: command_line(),
+    }
+}
+
+fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
+    let registry = ModelRegistry::load_dir(&args.models_dir)
+        .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
+    let models = resolve_models(&args.models, &registry)?;
+    let (source, series, report) = load_series(&args.data, args.step_seconds)?;
+    let opts = EvalOptions {
+        horizon: args.horizon,
+        ..EvalOptions::default()
+    };
+    let ctx = report_context(&source, &series, report);
+    score_and_report(&models, &series, &ctx, opts, &args.out)?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// `bilstm` (bidirectional) or `lstm` (the unidirectional ablation).
+    #[arg(long, env = "FORESCALE_TRAIN_MODEL", default_value = "bilstm",
+          value_parser = ["bilstm", "lstm"])]
+    pub model: String,
+    /// Look-back L in steps.
+    #[arg(long, env = "FORESCALE_TRAIN_LOOKBACK", default_value_t = 12)]
+    pub lookback: usize,
+    /// Most epochs.
+    #[arg(long, env = "FORESCALE_TRAIN_EPOCHS", default_value_t = 25)]
+    pub epochs: usize,
+    /// Windows drawn per epoch.
+    #[arg(
+        long,
+        env = "FORESCALE_TRAIN_WINDOWS_PER_EPOCH",
+        default_value_t = 32_768
+    )]
+    pub windows_per_epoch: usize,
+    /// Batch size.
+    #[arg(long, env = "FORESCALE_TRAIN_BATCH", default_value_t = 256)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, env = "FORESCALE_TRAIN_LR", default_value_t = 1e-3)]
+    pub lr: f64,
+    /// LSTM units per direction.
+    #[arg(long, env = "FORESCALE_TRAIN_HIDDEN", default_value_t = 64)]
+    pub hidden: usize,
+    /// Epochs without a better validation MAE before stopping.
+    #[arg(long, env = "FORESCALE_TRAIN_PATIENCE", default_value_t = 10)]
+    pub patience: usize,
+    /// Seed of every random choice (weights, window order, dropout).
+    #[arg(long, env = "FORESCALE_TRAIN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Time budget; training stops after the epoch that passes it.
+    #[arg(long, env = "FORESCALE_TRAIN_MAX_MINUTES", default_value_t = 15.0)]
+    pub max_minutes: f64,
+    /// Output folder (default: models/<model>).
+    #[arg(long, env = "FORESCALE_TRAIN_OUT")]
+    pub out: Option<PathBuf>,
+    /// Grid step in seconds.
+    #[arg(long, env = "FORESCALE_STEP_SECONDS", default_value_t = 300)]
+    pub step_seconds: i64,
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let (source, series, report) = load_series(&args.data, args.step_seconds)?;
+    let opts = crate::train::TrainOptions {
+        bidirectional: args.model == "bilstm",
+        lookback: args.lookback,
+        max_epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        patience: args.patience,
+        seed: args.seed,
+        max_minutes: args.max_minutes,
+        windows_per_epoch: args.windows_per_epoch,
+        hidden: args.hidden,
+        ..crate::train::TrainOptions::default()
+    };
+    let trained = crate::train::train(&series, &opts, true)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join(&args.model));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let weights = out.join("model.safetensors");
+    trained.varmap.save(&weights)?;
+    let version = neural::content_version(&std::fs::read(&weights)?);
+    let params: usize = trained
+        .varmap
+        .all_vars()
+        .iter()
+        .map(|v| v.elem_count())
+        .sum();
+    let file = neural::ModelFile {
+        model: args.model.clone(),
+        version,
+        architecture: trained.cfg.clone(),
+        norm: trained.stats.clone(),
+        training: serde_json::json!({
+            "dataset": source.name(),
+            "command": command_line(),
+            "options": opts,
+            "parameters": params,
+            "seconds": trained.seconds,
+            "best_epoch": trained.best_epoch,
+            "best_val_mae": trained.best_val_mae,
+            "train_windows": trained.train_windows,
+            "val_origins": trained.val_windows,
+            "log": trained.log,
+        }),
+    };
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&file)?,
+    )?;
+    // Load it back as the service would, then score it on the test segments.
+    let model = NeuralModel::load(&out)?;
+    eprintln!(
+        "saved {} ({params} parameters) to {}; scoring on the test segments",
+        args.model,
+        out.display()
+    );
+    let mut models: Vec<Forecaster> = Forecaster::NAMES
+        .iter()
+        .filter_map(|n| Forecaster::by_name(n))
+        .collect();
+    models.push(Forecaster::Neural(std::sync::Arc::new(model)));
+    let ctx = report_context(&source, &series, report);
+    let scores = score_and_report(
+        &models,
+        &series,
+        &ctx,
+        EvalOptions::default(),
+        &out.join("eval"),
+    )?;
+    crate::train::write_model_card(&out, &file, &trained, &scores, params)?;
+    println!("model card: {}", out.join("README.md").display());
     Ok(())
 }
 

@@ -28,3 +28,4 @@ pub mod ingest;
 pub mod metrics;
 pub mod replay;
 pub mod store;
+pub mod train;

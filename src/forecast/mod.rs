@@ -12,12 +12,19 @@
 //! always holds.
 
 mod baseline;
+pub mod bilstm_attention;
+pub mod neural;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::store::WindowRow;
 
 pub use baseline::quantile;
+pub use neural::{ModelError, NeuralModel};
 
 /// Quantiles forecast for each of `horizon` steps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,6 +50,8 @@ pub enum ForecastError {
     },
     #[error("horizon must be between 1 and {max}, got {got}")]
     BadHorizon { got: usize, max: usize },
+    #[error("the model failed: {0}")]
+    Model(String),
 }
 
 /// Longest horizon served (a day at 5-minute steps).
@@ -53,17 +62,24 @@ pub const DAY_STEPS: usize = 288;
 pub const DEFAULT_CALIBRATION: usize = 2016;
 
 /// A forecasting model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Forecaster {
-    Naive { calibration: usize },
-    SeasonalNaive { period: usize, calibration: usize },
+    Naive {
+        calibration: usize,
+    },
+    SeasonalNaive {
+        period: usize,
+        calibration: usize,
+    },
+    /// A trained network (`bilstm`, `lstm`).
+    Neural(Arc<NeuralModel>),
 }
 
 impl Forecaster {
-    /// Names accepted by `?model=` and `--models`.
+    /// Names of the baselines, always available.
     pub const NAMES: [&'static str; 2] = ["naive", "snaive"];
 
-    /// The model of that name with default settings.
+    /// The baseline of that name with default settings.
     pub fn by_name(name: &str) -> Option<Self> {
         match name {
             "naive" => Some(Self::Naive {
@@ -77,10 +93,19 @@ impl Forecaster {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Self::Naive { .. } => "naive",
             Self::SeasonalNaive { .. } => "snaive",
+            Self::Neural(m) => m.name(),
+        }
+    }
+
+    /// Longest horizon the model forecasts.
+    pub fn max_horizon(&self) -> usize {
+        match self {
+            Self::Naive { .. } | Self::SeasonalNaive { .. } => MAX_HORIZON,
+            Self::Neural(m) => m.horizon(),
         }
     }
 
@@ -92,6 +117,7 @@ impl Forecaster {
                 period,
                 calibration,
             } => calibration + period,
+            Self::Neural(m) => m.lookback(),
         }
     }
 
@@ -101,17 +127,72 @@ impl Forecaster {
         history: &[WindowRow],
         horizon: usize,
     ) -> Result<QuantileForecast, ForecastError> {
-        if horizon == 0 || horizon > MAX_HORIZON {
+        if horizon == 0 || horizon > self.max_horizon() {
             return Err(ForecastError::BadHorizon {
                 got: horizon,
-                max: MAX_HORIZON,
+                max: self.max_horizon(),
             });
+        }
+        if let Self::Neural(m) = self {
+            return m.forecast(history, horizon);
         }
         let start = history.len().saturating_sub(self.lookback(horizon));
         let y: Vec<f32> = history[start..].iter().map(WindowRow::target).collect();
         match self {
             Self::Naive { .. } => baseline::naive(&y, horizon),
             Self::SeasonalNaive { period, .. } => baseline::seasonal_naive(&y, *period, horizon),
+            Self::Neural(_) => unreachable!("handled above"),
         }
+    }
+}
+
+/// The models a process can serve: the baselines and every trained model
+/// found in the models folder.
+#[derive(Debug, Clone, Default)]
+pub struct ModelRegistry {
+    neural: BTreeMap<String, Arc<NeuralModel>>,
+}
+
+impl ModelRegistry {
+    /// Load every sub-folder of `dir` that has a `config.json`. A missing
+    /// folder is an empty registry (the baselines still serve).
+    pub fn load_dir(dir: &Path) -> Result<Self, ModelError> {
+        let mut neural = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(Self { neural });
+        };
+        let mut dirs: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("config.json").is_file())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let m = NeuralModel::load(&d)?;
+            neural.insert(m.name().to_owned(), Arc::new(m));
+        }
+        Ok(Self { neural })
+    }
+
+    pub fn insert(&mut self, model: NeuralModel) {
+        self.neural.insert(model.name().to_owned(), Arc::new(model));
+    }
+
+    /// A model by name: a baseline or a loaded network.
+    pub fn get(&self, name: &str) -> Option<Forecaster> {
+        Forecaster::by_name(name).or_else(|| self.neural.get(name).cloned().map(Forecaster::Neural))
+    }
+
+    /// Every name `get` answers, baselines first.
+    pub fn names(&self) -> Vec<String> {
+        Forecaster::NAMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(self.neural.keys().cloned())
+            .collect()
+    }
+
+    pub fn neural(&self) -> impl Iterator<Item = &Arc<NeuralModel>> {
+        self.neural.values()
     }
 }

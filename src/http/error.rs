@@ -76,6 +76,7 @@ impl ApiError {
             Self::GroupNotFound(_) => "group_not_found",
             Self::Forecast(ForecastError::NotEnoughHistory { .. }) => "not_enough_history",
             Self::Forecast(ForecastError::BadHorizon { .. }) => "bad_parameter",
+            Self::Forecast(ForecastError::Model(_)) => "model_failed",
             Self::Store(StoreError::TooOld { .. }) => "validation_failed",
             Self::Store(StoreError::Io(_) | StoreError::Redis(_) | StoreError::Corrupt(_)) => {
                 "store_unavailable"
@@ -122,6 +123,7 @@ impl ApiError {
             Self::Store(StoreError::Io(_) | StoreError::Redis(_) | StoreError::Corrupt(_))
             | Self::NotFound { .. }
             | Self::MethodNotAllowed { .. }
+            | Self::Forecast(ForecastError::Model(_))
             | Self::Internal(_) => {}
         }
         b
@@ -151,7 +153,10 @@ impl ResponseError for ApiError {
             Self::Store(StoreError::Io(_) | StoreError::Redis(_) | StoreError::Corrupt(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A model that fails on valid input is our bug, not the client's.
+            Self::Forecast(ForecastError::Model(_)) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

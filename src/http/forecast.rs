@@ -58,9 +58,9 @@ pub(super) async fn run_forecast(
 ) -> Result<ForecastResponse, ApiError> {
     let end = window.end().unwrap_or_default();
     let step = window.step;
-    let name = model.name();
+    let name = model.name().to_owned();
     let fc = web::block(move || model.forecast(&window.rows, horizon)).await??;
-    state.metrics.forecast_served(name);
+    state.metrics.forecast_served(&name);
     let points = (0..fc.horizon())
         .map(|k| ForecastPoint {
             timestamp: rfc3339(end + (k as i64 + 1) * step),
@@ -71,7 +71,7 @@ pub(super) async fn run_forecast(
         .collect();
     Ok(ForecastResponse {
         group: None,
-        model: name.to_owned(),
+        model: name,
         step_seconds: step,
         history_end: rfc3339(end),
         points,

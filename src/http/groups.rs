@@ -104,22 +104,27 @@ pub async fn list_groups(state: web::Data<AppState>) -> Result<web::Json<GroupLi
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
-    /// Model name: `naive` or `snaive`. Default: the service's default model.
+    /// Model name: `naive`, `snaive`, or a trained model (`bilstm`, `lstm`).
+    /// Default: the service's default model (`bilstm` when it is loaded).
     pub model: Option<String>,
-    /// Steps ahead, 1 to 288. Default 12.
+    /// Steps ahead: 1 to 288 for the baselines, 1 to the model's horizon
+    /// (12) for trained models. Default 12.
     #[param(minimum = 1, maximum = 288)]
     pub horizon: Option<usize>,
 }
 
 pub(super) fn pick_model(state: &AppState, name: Option<&str>) -> Result<Forecaster, ApiError> {
     let name = name.unwrap_or(&state.default_model);
-    Forecaster::by_name(name).ok_or_else(|| ApiError::BadParameter {
-        field: "model".into(),
-        message: format!(
-            "unknown model {name:?}; available: {}",
-            Forecaster::NAMES.join(", ")
-        ),
-    })
+    state
+        .models
+        .get(name)
+        .ok_or_else(|| ApiError::BadParameter {
+            field: "model".into(),
+            message: format!(
+                "unknown model {name:?}; available: {}",
+                state.models.names().join(", ")
+            ),
+        })
 }
 
 /// The horizon asked for (default 12), checked before any work is sized by it.

@@ -24,6 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, ErrorBody};
 pub use openapi::ApiDoc;
 
+use crate::forecast::ModelRegistry;
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
 use crate::store::WindowStore;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Model used when a forecast request names none.
     pub default_model: String,
+    /// The baselines and the trained models loaded at start.
+    pub models: ModelRegistry,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).

@@ -109,7 +109,7 @@ pub struct StatelessForecastRequest {
     /// History, any order; gridded like stored samples.
     #[schema(min_items = 1)]
     pub samples: Vec<IngestSample>,
-    /// `naive` or `snaive`; default: the service's default model.
+    /// `naive`, `snaive` or a trained model; default: the service's default model.
     pub model: Option<String>,
     /// Steps ahead, 1 to 288; default 12.
     #[schema(minimum = 1, maximum = 288)]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod http_api;
+mod neural;
 mod openapi;
 mod store_suite;
 mod support;

@@ -79,13 +79,18 @@ impl Fixture {
     }
 
     pub async fn state(&self) -> web::Data<AppState> {
-        web::Data::new(AppState {
+        web::Data::new(self.app_state().await)
+    }
+
+    pub async fn app_state(&self) -> AppState {
+        AppState {
             store: self.open().await,
             metrics: Metrics::default(),
             ingest: IngestLimits::default(),
             max_body_bytes: 4 << 20,
             default_model: "naive".into(),
-        })
+            models: forescale::forecast::ModelRegistry::default(),
+        }
     }
 }
 

@@ -1,0 +1,333 @@
+//! BiLSTM with feature-wise and temporal attention and a non-crossing
+//! quantile head: the forecaster of seed 003 (Tables 8 and 11), in candle.
+//!
+//! ```text
+//! x [B, L, 23] --feature attention--> x * softmax(W_f x + b_f) * 23
+//!   --2-layer LSTM, 64 per direction (bi: concat fwd|bwd = 128)--> h [B, L, D]
+//!   --temporal attention: beta = softmax_t(v . tanh(W_a h_t + b_a))--> ctx [B, D]
+//!   z = [ctx | h_L]  (the encoder output, cached per window)
+//!   head: Linear(2D -> 3H) -> per step (a, m, b):
+//!     p50 = x_L[cpu] + m,  p10 = p50 - softplus(a),  p90 = p50 + softplus(b)
+//! ```
+//! Quantiles never cross, by construction. The median is a correction of
+//! the last observed (normalised) CPU, so the network starts from the naive
+//! forecast and learns what the look-back, covariates and calendar add.
+//!
+//! Weight names equal the `state_dict` of the PyTorch reference in
+//! `notebooks/` (`nn.LSTM(batch_first=True, bidirectional=True)` naming:
+//! `lstm.weight_ih_l0`, `lstm.weight_hh_l0_reverse`, ...; gate order
+//! i, f, g, o). candle's own LSTM with `Direction::Backward` only renames
+//! weights, so the backward direction here walks the time axis itself.
+//! `tanh` is computed as `2 * sigmoid(2x) - 1` (the same function; candle's
+//! CPU tanh is much slower).
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
+use serde::{Deserialize, Serialize};
+
+/// Architecture of the network (stored as `config.json` beside the weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Features per step (23).
+    pub input_dim: usize,
+    /// LSTM units per direction.
+    pub hidden: usize,
+    pub layers: usize,
+    /// false = the unidirectional ablation (`lstm`).
+    pub bidirectional: bool,
+    /// Width of the temporal attention's hidden layer.
+    pub attention_dim: usize,
+    /// Look-back L in steps.
+    pub lookback: usize,
+    /// Forecast steps H.
+    pub horizon: usize,
+    pub dropout: f32,
+}
+
+impl Config {
+    /// Table 8 of seed 003, with a chosen look-back.
+    pub fn paper(lookback: usize, bidirectional: bool) -> Self {
+        Self {
+            input_dim: crate::domain::N_FEATURES,
+            hidden: 64,
+            layers: 2,
+            bidirectional,
+            attention_dim: 64,
+            lookback,
+            horizon: 12,
+            dropout: 0.3,
+        }
+    }
+
+    /// Width of one step of LSTM output.
+    pub fn lstm_out(&self) -> usize {
+        self.hidden * if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// Width of the encoder output z = [context | last step].
+    pub fn embedding_dim(&self) -> usize {
+        2 * self.lstm_out()
+    }
+}
+
+/// Dropout with masks drawn by the caller (so training is reproducible
+/// from a seed; candle's CPU RNG cannot be seeded).
+pub trait MaskSource {
+    /// A tensor of `shape` with entries 0 or 1/(1-p).
+    fn mask(&mut self, shape: &[usize], p: f32, like: &Tensor) -> Result<Tensor>;
+}
+
+/// `tanh` as `2 sigmoid(2x) - 1`.
+fn tanh(x: &Tensor) -> Result<Tensor> {
+    (candle_nn::ops::sigmoid(&(x * 2.0)?)? * 2.0)? - 1.0
+}
+
+/// Numerically stable softplus: relu(x) + log(1 + exp(-|x|)).
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// One direction of one LSTM layer (PyTorch parameter layout).
+#[derive(Debug, Clone)]
+pub struct LstmDirection {
+    /// [4H, in]
+    pub weight_ih: Tensor,
+    /// [4H, H]
+    pub weight_hh: Tensor,
+    /// b_ih + b_hh, [4H]
+    pub bias_ih: Tensor,
+    pub bias_hh: Tensor,
+    hidden: usize,
+    reverse: bool,
+}
+
+impl LstmDirection {
+    fn new(
+        in_dim: usize,
+        hidden: usize,
+        layer: usize,
+        reverse: bool,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
+        let suffix = if reverse { "_reverse" } else { "" };
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let name = |w: &str| format!("{w}_l{layer}{suffix}");
+        Ok(Self {
+            weight_ih: vb.get_with_hints((4 * hidden, in_dim), &name("weight_ih"), init)?,
+            weight_hh: vb.get_with_hints((4 * hidden, hidden), &name("weight_hh"), init)?,
+            bias_ih: vb.get_with_hints(4 * hidden, &name("bias_ih"), init)?,
+            bias_hh: vb.get_with_hints(4 * hidden, &name("bias_hh"), init)?,
+            hidden,
+            reverse,
+        })
+    }
+
+    /// x [B, L, in] -> h [B, L, H], in time order whatever the direction.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, _) = x.dims3()?;
+        let h4 = 4 * self.hidden;
+        // Input projections of every step at once: [B, L, 4H].
+        let bias = (&self.bias_ih + &self.bias_hh)?;
+        let xp = x
+            .reshape((b * l, ()))?
+            .matmul(&self.weight_ih.t()?)?
+            .broadcast_add(&bias)?
+            .reshape((b, l, h4))?;
+        let whh = self.weight_hh.t()?;
+        let mut h = Tensor::zeros((b, self.hidden), x.dtype(), x.device())?;
+        let mut c = h.clone();
+        let mut out: Vec<Tensor> = Vec::with_capacity(l);
+        let steps: Vec<usize> = if self.reverse {
+            (0..l).rev().collect()
+        } else {
+            (0..l).collect()
+        };
+        for t in steps {
+            let gates = (xp.narrow(1, t, 1)?.squeeze(1)? + h.matmul(&whh)?)?;
+            let chunk = |k: usize| gates.narrow(1, k * self.hidden, self.hidden);
+            let i = candle_nn::ops::sigmoid(&chunk(0)?)?;
+            let f = candle_nn::ops::sigmoid(&chunk(1)?)?;
+            let g = tanh(&chunk(2)?)?;
+            let o = candle_nn::ops::sigmoid(&chunk(3)?)?;
+            c = ((f * &c)? + (i * g)?)?;
+            h = (o * tanh(&c)?)?;
+            out.push(h.clone());
+        }
+        if self.reverse {
+            out.reverse();
+        }
+        Tensor::stack(&out, 1)
+    }
+}
+
+/// One layer: a forward direction and, when bidirectional, a backward one.
+#[derive(Debug, Clone)]
+pub struct LstmLayer {
+    pub forward: LstmDirection,
+    pub backward: Option<LstmDirection>,
+}
+
+impl LstmLayer {
+    fn run(&self, x: &Tensor) -> Result<Tensor> {
+        let f = self.forward.forward(x)?;
+        match &self.backward {
+            Some(b) => Tensor::cat(&[&f, &b.forward(x)?], 2),
+            None => Ok(f),
+        }
+    }
+}
+
+/// Attention over steps: beta = softmax_t(v . tanh(W h_t + b)).
+#[derive(Debug, Clone)]
+pub struct TemporalAttention {
+    proj: Linear,
+    score: Linear,
+}
+
+impl TemporalAttention {
+    fn new(dim: usize, attn: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj: linear(dim, attn, vb.pp("proj"))?,
+            score: candle_nn::linear_no_bias(attn, 1, vb.pp("score"))?,
+        })
+    }
+
+    /// h [B, L, D] -> (context [B, D], weights [B, L]).
+    fn forward(&self, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let e = self
+            .score
+            .forward(&tanh(&self.proj.forward(h)?)?)?
+            .squeeze(2)?;
+        let beta = candle_nn::ops::softmax(&e, 1)?;
+        let ctx = beta.unsqueeze(2)?.broadcast_mul(h)?.sum(1)?;
+        Ok((ctx, beta))
+    }
+}
+
+/// What the encoder hands the head (and what the embedding cache keeps).
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// z = [context | last step], [B, 2D].
+    pub embedding: Tensor,
+    /// Normalised CPU of the last input step, [B, 1].
+    pub last_cpu: Tensor,
+    /// Feature attention, [B, L, 23].
+    pub feature_weights: Tensor,
+    /// Temporal attention, [B, L].
+    pub step_weights: Tensor,
+}
+
+/// The whole network.
+#[derive(Debug, Clone)]
+pub struct BiLstmAttention {
+    pub cfg: Config,
+    feature_attn: Linear,
+    lstm: Vec<LstmLayer>,
+    temporal_attn: TemporalAttention,
+    head: Linear,
+}
+
+impl BiLstmAttention {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let feature_attn = linear(cfg.input_dim, cfg.input_dim, vb.pp("feature_attn"))?;
+        let mut lstm = Vec::with_capacity(cfg.layers);
+        let vl = vb.pp("lstm");
+        for layer in 0..cfg.layers {
+            let in_dim = if layer == 0 {
+                cfg.input_dim
+            } else {
+                cfg.lstm_out()
+            };
+            lstm.push(LstmLayer {
+                forward: LstmDirection::new(in_dim, cfg.hidden, layer, false, &vl)?,
+                backward: if cfg.bidirectional {
+                    Some(LstmDirection::new(in_dim, cfg.hidden, layer, true, &vl)?)
+                } else {
+                    None
+                },
+            });
+        }
+        let temporal_attn =
+            TemporalAttention::new(cfg.lstm_out(), cfg.attention_dim, vb.pp("temporal_attn"))?;
+        let head = linear(cfg.embedding_dim(), 3 * cfg.horizon, vb.pp("head"))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            feature_attn,
+            lstm,
+            temporal_attn,
+            head,
+        })
+    }
+
+    /// The encoder: x [B, L, 23] (normalised) -> [`Encoded`]. `dropout`
+    /// is `Some` only in training.
+    pub fn encode(&self, x: &Tensor, mut dropout: Option<&mut dyn MaskSource>) -> Result<Encoded> {
+        let (b, l, f) = x.dims3()?;
+        let alpha = candle_nn::ops::softmax(&self.feature_attn.forward(x)?, D::Minus1)?;
+        // Scaled so uniform attention leaves the input unchanged.
+        let mut h = ((x * &alpha)? * f as f64)?;
+        for (k, layer) in self.lstm.iter().enumerate() {
+            h = layer.run(&h)?;
+            if k + 1 < self.lstm.len()
+                && let Some(d) = dropout.as_deref_mut()
+            {
+                let m = d.mask(h.dims(), self.cfg.dropout, &h)?;
+                h = (h * m)?;
+            }
+        }
+        let (ctx, beta) = self.temporal_attn.forward(&h)?;
+        let last = h.narrow(1, l - 1, 1)?.squeeze(1)?;
+        let mut z = Tensor::cat(&[&ctx, &last], 1)?;
+        if let Some(d) = dropout {
+            let m = d.mask(z.dims(), self.cfg.dropout, &z)?;
+            z = (z * m)?;
+        }
+        Ok(Encoded {
+            embedding: z,
+            last_cpu: x.narrow(1, l - 1, 1)?.narrow(2, 0, 1)?.reshape((b, 1))?,
+            feature_weights: alpha,
+            step_weights: beta,
+        })
+    }
+
+    /// The head: (z [B, 2D], last_cpu [B, 1]) -> quantiles [B, H, 3]
+    /// (p10, p50, p90), normalised.
+    pub fn head(&self, embedding: &Tensor, last_cpu: &Tensor) -> Result<Tensor> {
+        let b = embedding.dim(0)?;
+        let o = self
+            .head
+            .forward(embedding)?
+            .reshape((b, self.cfg.horizon, 3))?;
+        let p50 = o.narrow(2, 1, 1)?.broadcast_add(&last_cpu.unsqueeze(2)?)?;
+        let lo = (&p50 - softplus(&o.narrow(2, 0, 1)?)?)?;
+        let hi = (&p50 + softplus(&o.narrow(2, 2, 1)?)?)?;
+        Tensor::cat(&[&lo, &p50, &hi], 2)
+    }
+
+    /// Encoder then head.
+    pub fn forward(&self, x: &Tensor, dropout: Option<&mut dyn MaskSource>) -> Result<Tensor> {
+        let e = self.encode(x, dropout)?;
+        self.head(&e.embedding, &e.last_cpu)
+    }
+}
+
+/// Mean pinball loss over the quantiles: pred [B, H, 3], target [B, H].
+pub fn pinball_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    for (k, q) in [0.1f64, 0.5, 0.9].into_iter().enumerate() {
+        let d = (target - pred.narrow(2, k, 1)?.squeeze(2)?)?;
+        let l = ((&d * q)?.maximum(&(&d * (q - 1.0))?)?).mean_all()?;
+        total = Some(match total {
+            None => l,
+            Some(t) => (t + l)?,
+        });
+    }
+    match total {
+        Some(t) => t / 3.0,
+        None => candle_core::bail!("no quantiles"),
+    }
+}

@@ -1,0 +1,173 @@
+//! A trained network with everything it needs to serve: its architecture,
+//! the normalisation statistics of its training split, and the weights.
+//!
+//! A model folder (`models/bilstm/`, `models/lstm/`) holds `config.json`
+//! ([`ModelFile`]) and `model.safetensors`; `README.md` is its model card.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::bilstm_attention::{BiLstmAttention, Config};
+use super::{ForecastError, QuantileForecast};
+use crate::domain::{N_FEATURES, TARGET};
+use crate::features::{ModelInput, NormStats, encode};
+use crate::store::{MetricWindow, WindowRow};
+
+/// `config.json` of a model folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// `bilstm` or `lstm`.
+    pub model: String,
+    /// Changes whenever the weights change (hash of the safetensors file).
+    pub version: String,
+    pub architecture: Config,
+    pub norm: NormStats,
+    /// How it was trained (free-form, for the card).
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A loaded network, ready to forecast. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct NeuralModel {
+    pub file: ModelFile,
+    pub net: BiLstmAttention,
+}
+
+/// FNV-1a of the bytes, as hex: a stable version id for a weights file.
+pub fn content_version(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+impl NeuralModel {
+    /// Load `dir/config.json` and `dir/model.safetensors`.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let cfg_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
+            path: cfg_path.display().to_string(),
+            source,
+        })?;
+        let file: ModelFile = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
+            path: cfg_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        file.norm
+            .validate()
+            .map_err(|message| ModelError::Invalid {
+                path: cfg_path.display().to_string(),
+                message,
+            })?;
+        let w_path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&w_path).map_err(|source| ModelError::Io {
+            path: w_path.display().to_string(),
+            source,
+        })?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
+        let net = BiLstmAttention::new(&file.architecture, vb)?;
+        Ok(Self { file, net })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.file.model
+    }
+
+    pub fn horizon(&self) -> usize {
+        self.file.architecture.horizon
+    }
+
+    pub fn lookback(&self) -> usize {
+        self.file.architecture.lookback
+    }
+
+    /// The normalised input of the last L rows.
+    pub fn input(&self, rows: &[WindowRow]) -> ModelInput {
+        let l = self.lookback();
+        let start = rows.len().saturating_sub(l);
+        let w = MetricWindow {
+            step: 0, // the encoding reads timestamps from the rows
+            rows: rows[start..].to_vec(),
+        };
+        encode(&w, &self.file.norm, l)
+    }
+
+    /// Forecast from many inputs at once: one forward pass.
+    pub fn forecast_batch(
+        &self,
+        inputs: &[ModelInput],
+    ) -> Result<Vec<QuantileForecast>, ModelError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let l = self.lookback();
+        let mut buf = Vec::with_capacity(inputs.len() * l * N_FEATURES);
+        for x in inputs {
+            buf.extend_from_slice(&x.values);
+        }
+        let x = Tensor::from_vec(buf, (inputs.len(), l, N_FEATURES), &Device::Cpu)?;
+        let q = self.net.forward(&x, None)?.to_vec3::<f32>()?;
+        let (mean, std) = (self.file.norm.mean[TARGET], self.file.norm.std[TARGET]);
+        Ok(q.into_iter()
+            .map(|steps| {
+                let de = |k: usize| -> Vec<f32> {
+                    steps.iter().map(|s| (s[k] * std + mean).max(0.0)).collect()
+                };
+                let (p10, p50, p90) = (de(0), de(1), de(2));
+                // Clamping at 0 keeps the order: max(0, .) is monotone.
+                QuantileForecast { p10, p50, p90 }
+            })
+            .collect())
+    }
+
+    /// Forecast the `horizon` (<= H) steps after `rows`.
+    pub fn forecast(
+        &self,
+        rows: &[WindowRow],
+        horizon: usize,
+    ) -> Result<QuantileForecast, ForecastError> {
+        if horizon == 0 || horizon > self.horizon() {
+            return Err(ForecastError::BadHorizon {
+                got: horizon,
+                max: self.horizon(),
+            });
+        }
+        let recent = &rows[rows.len().saturating_sub(self.lookback())..];
+        if !recent.iter().any(|r| r.values[TARGET].is_some()) {
+            return Err(ForecastError::NotEnoughHistory {
+                model: "neural",
+                have: 0,
+                need: 1,
+            });
+        }
+        let input = self.input(rows);
+        let mut f = self
+            .forecast_batch(std::slice::from_ref(&input))
+            .map_err(|e| ForecastError::Model(e.to_string()))?
+            .pop()
+            .ok_or_else(|| ForecastError::Model("empty batch".into()))?;
+        f.p10.truncate(horizon);
+        f.p50.truncate(horizon);
+        f.p90.truncate(horizon);
+        Ok(f)
+    }
+}

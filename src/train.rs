@@ -1,0 +1,604 @@
+//! `forescale train`: fits the BiLSTM-attention forecaster (or its
+//! unidirectional ablation) on the train split of a dataset (EVAL.md grid
+//! and split), with early stopping on the validation split. The test split
+//! is never read here.
+//!
+//! Table 11 of seed 003: pinball loss, AdamW, cosine schedule with a 5-epoch
+//! linear warm-up, batch 256, dropout 0.3, early stopping on validation MAE
+//! with patience 10, z-score normalisation fit on train rows only. One
+//! difference, for the time budget: an "epoch" is `windows_per_epoch`
+//! (32,768) windows drawn at random from all train windows (482k on
+//! bitbrains-rnd at L = 12), and there are at most 25 of them, because
+//! training here runs at about 1,000 windows/s on two cores: 25 x 32,768
+//! windows is about 14 minutes, so warm-up, cosine decay and patience all
+//! act inside the 15-minute budget. Everything random (initial weights,
+//! window order, dropout masks) comes from one seeded generator.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::data::GriddedSeries;
+use crate::domain::{N_FEATURES, TARGET};
+use crate::features::{NormStats, encode};
+use crate::forecast::bilstm_attention::{BiLstmAttention, Config, MaskSource, pinball_loss};
+
+/// SplitMix64: small, fast, and enough for shuffles, masks and inits.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+impl MaskSource for SplitMix64 {
+    fn mask(&mut self, shape: &[usize], p: f32, like: &Tensor) -> candle_core::Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let keep = 1.0 / (1.0 - p);
+        let v: Vec<f32> = (0..n)
+            .map(|_| if self.next_f32() < p { 0.0 } else { keep })
+            .collect();
+        Tensor::from_vec(v, shape, like.device())
+    }
+}
+
+/// Training settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOptions {
+    pub bidirectional: bool,
+    pub lookback: usize,
+    pub max_epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: usize,
+    pub patience: usize,
+    pub seed: u64,
+    /// Stop (keeping the best epoch) once this much time has passed.
+    pub max_minutes: f64,
+    pub windows_per_epoch: usize,
+    /// Shrink the network (tests): hidden units per direction.
+    pub hidden: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            bidirectional: true,
+            lookback: 12,
+            max_epochs: 25,
+            batch: 256,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            warmup_epochs: 5,
+            patience: 10,
+            seed: 42,
+            max_minutes: 15.0,
+            windows_per_epoch: 32_768,
+            hidden: 64,
+        }
+    }
+}
+
+/// One line of the training log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_mae: f64,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// What training produced.
+pub struct Trained {
+    pub cfg: Config,
+    pub stats: NormStats,
+    /// Weights of the best epoch.
+    pub varmap: VarMap,
+    pub log: Vec<EpochLog>,
+    pub best_epoch: usize,
+    pub best_val_mae: f64,
+    pub seconds: f64,
+    pub train_windows: usize,
+    pub val_windows: usize,
+}
+
+impl std::fmt::Debug for Trained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trained")
+            .field("cfg", &self.cfg)
+            .field("best_epoch", &self.best_epoch)
+            .field("best_val_mae", &self.best_val_mae)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Normalised inputs and targets of one series.
+struct Prepared {
+    x: Vec<f32>,
+    y_norm: Vec<f32>,
+    y_raw: Vec<f32>,
+}
+
+fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
+    series
+        .iter()
+        .map(|s| {
+            let n = s.window.rows.len();
+            let x = encode(&s.window, stats, n).values;
+            let y_raw = s.target();
+            let y_norm = y_raw
+                .iter()
+                .map(|v| (v - stats.mean[TARGET]) / stats.std[TARGET])
+                .collect();
+            Prepared { x, y_norm, y_raw }
+        })
+        .collect()
+}
+
+/// (series, origin): the window is rows [t - L, t), the target [t, t + H).
+type Origin = (usize, usize);
+
+fn gather(
+    data: &[Prepared],
+    idx: &[Origin],
+    l: usize,
+    h: usize,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let mut xb = Vec::with_capacity(idx.len() * l * N_FEATURES);
+    let mut yb = Vec::with_capacity(idx.len() * h);
+    for &(s, t) in idx {
+        xb.extend_from_slice(&data[s].x[(t - l) * N_FEATURES..t * N_FEATURES]);
+        yb.extend_from_slice(&data[s].y_norm[t..t + h]);
+    }
+    Ok((
+        Tensor::from_vec(xb, (idx.len(), l, N_FEATURES), &Device::Cpu)?,
+        Tensor::from_vec(yb, (idx.len(), h), &Device::Cpu)?,
+    ))
+}
+
+/// Overwrite every weight with a seeded draw from PyTorch's default
+/// distributions: U(-1/sqrt(H), 1/sqrt(H)) for the LSTM, U(-1/sqrt(fan_in),
+/// 1/sqrt(fan_in)) for linear layers.
+fn seeded_init(varmap: &VarMap, hidden: usize, rng: &mut SplitMix64) -> candle_core::Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let bound = if name.starts_with("lstm.") {
+            1.0 / (hidden as f32).sqrt()
+        } else {
+            let w = name
+                .strip_suffix(".bias")
+                .map_or(name.clone(), |p| format!("{p}.weight"));
+            let fan_in = data
+                .get(&w)
+                .map_or(1, |v| v.dims().last().copied().unwrap_or(1));
+            1.0 / (fan_in as f32).sqrt()
+        };
+        let n = var.elem_count();
+        let v: Vec<f32> = (0..n)
+            .map(|_| (rng.next_f32() * 2.0 - 1.0) * bound)
+            .collect();
+        var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    data.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    for (k, v) in data.iter() {
+        if let Some(t) = snap.get(k) {
+            v.set(t)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mean absolute error of the median, original scale, over origins.
+fn val_mae(
+    net: &BiLstmAttention,
+    data: &[Prepared],
+    origins: &[Origin],
+    stats: &NormStats,
+) -> candle_core::Result<f64> {
+    let (l, h) = (net.cfg.lookback, net.cfg.horizon);
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for chunk in origins.chunks(1024) {
+        let (x, _) = gather(data, chunk, l, h)?;
+        let q = net.forward(&x, None)?.to_vec3::<f32>()?;
+        for (&(s, t), steps) in chunk.iter().zip(&q) {
+            for (k, step) in steps.iter().enumerate() {
+                let p50 = (step[1] * stats.std[TARGET] + stats.mean[TARGET]).max(0.0);
+                sum += f64::from((data[s].y_raw[t + k] - p50).abs());
+                n += 1;
+            }
+        }
+    }
+    Ok(sum / n.max(1) as f64)
+}
+
+fn lr_at(opts: &TrainOptions, step: usize, per_epoch: usize) -> f64 {
+    let warm = opts.warmup_epochs * per_epoch;
+    let total = opts.max_epochs * per_epoch;
+    if step < warm {
+        return opts.lr * (step + 1) as f64 / warm as f64;
+    }
+    let p = (step - warm) as f64 / (total - warm).max(1) as f64;
+    opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos())
+}
+
+/// Train on the train split; stop early on the validation split.
+pub fn train(
+    series: &[GriddedSeries],
+    opts: &TrainOptions,
+    show_progress: bool,
+) -> anyhow::Result<Trained> {
+    let started = Instant::now();
+    let mut cfg = Config::paper(opts.lookback, opts.bidirectional);
+    cfg.hidden = opts.hidden;
+    cfg.attention_dim = opts.hidden;
+    let (l, h) = (cfg.lookback, cfg.horizon);
+    let stats = NormStats::fit(
+        series
+            .iter()
+            .flat_map(|s| &s.window.rows[..s.split.train_end]),
+    );
+    let data = prepare(series, &stats);
+    let mut train_origins: Vec<Origin> = Vec::new();
+    let mut val_origins: Vec<Origin> = Vec::new();
+    for (i, s) in series.iter().enumerate() {
+        let sp = s.split;
+        // Targets inside train only.
+        train_origins.extend((l..(sp.train_end + 1).saturating_sub(h)).map(|t| (i, t)));
+        // Origins every H steps over validation, as EVAL.md does over test.
+        let mut t = sp.train_end.max(l);
+        while t + h <= sp.val_end {
+            val_origins.push((i, t));
+            t += h;
+        }
+    }
+    anyhow::ensure!(
+        !train_origins.is_empty() && !val_origins.is_empty(),
+        "the series are too short for look-back {l} and horizon {h}"
+    );
+    let mut rng = SplitMix64::new(opts.seed);
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = BiLstmAttention::new(&cfg, vb)?;
+    seeded_init(&varmap, cfg.hidden, &mut rng)?;
+    let mut opt = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: opts.lr,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let per_epoch = opts
+        .windows_per_epoch
+        .min(train_origins.len())
+        .div_ceil(opts.batch);
+    let mut log = Vec::new();
+    let (mut best, mut best_epoch, mut since_best) = (f64::INFINITY, 0usize, 0usize);
+    let mut best_weights = snapshot(&varmap)?;
+    let mut step = 0usize;
+    if show_progress {
+        eprintln!(
+            "training {} (L={l}, H={h}): {} train windows, {} validation origins, {per_epoch} batches of {} per epoch",
+            if opts.bidirectional { "bilstm" } else { "lstm" },
+            train_origins.len(),
+            val_origins.len(),
+            opts.batch
+        );
+    }
+    for epoch in 1..=opts.max_epochs {
+        let pb = if show_progress {
+            let pb = ProgressBar::new(per_epoch as u64);
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix:>3} [{elapsed_precise}] {bar:30} {pos}/{len} {msg} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb.set_prefix(epoch.to_string());
+            pb
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut loss_sum = 0.0;
+        for _ in 0..per_epoch {
+            let idx: Vec<Origin> = (0..opts.batch)
+                .map(|_| train_origins[rng.below(train_origins.len())])
+                .collect();
+            let (x, y) = gather(&data, &idx, l, h)?;
+            let lr = lr_at(opts, step, per_epoch);
+            opt.set_learning_rate(lr);
+            let pred = net.forward(&x, Some(&mut rng))?;
+            let loss = pinball_loss(&pred, &y)?;
+            opt.backward_step(&loss)?;
+            let lv = f64::from(loss.to_scalar::<f32>()?);
+            loss_sum += lv;
+            step += 1;
+            pb.set_message(format!("loss {lv:.4} lr {lr:.2e}"));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let mae = val_mae(&net, &data, &val_origins, &stats)?;
+        let entry = EpochLog {
+            epoch,
+            train_loss: loss_sum / per_epoch as f64,
+            val_mae: mae,
+            lr: lr_at(opts, step.saturating_sub(1), per_epoch),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if mae < best {
+            best = mae;
+            best_epoch = epoch;
+            since_best = 0;
+            best_weights = snapshot(&varmap)?;
+        } else {
+            since_best += 1;
+        }
+        if show_progress {
+            eprintln!(
+                "epoch {epoch:>3}: train pinball {:.4}  val MAE {mae:.4}{}  ({:.0} s)",
+                entry.train_loss,
+                if best_epoch == epoch { " *" } else { "" },
+                entry.seconds
+            );
+        }
+        log.push(entry);
+        if since_best >= opts.patience {
+            if show_progress {
+                eprintln!(
+                    "early stop: no better validation MAE for {} epochs",
+                    opts.patience
+                );
+            }
+            break;
+        }
+        if started.elapsed().as_secs_f64() > opts.max_minutes * 60.0 {
+            if show_progress {
+                eprintln!("time budget of {} min reached", opts.max_minutes);
+            }
+            break;
+        }
+    }
+    restore(&varmap, &best_weights)?;
+    Ok(Trained {
+        cfg,
+        stats,
+        varmap,
+        log,
+        best_epoch,
+        best_val_mae: best,
+        seconds: started.elapsed().as_secs_f64(),
+        train_windows: train_origins.len(),
+        val_windows: val_origins.len(),
+    })
+}
+
+/// Gradient of the loss for every weight of a freshly built network (the
+/// check that no op silently drops gradients).
+pub fn gradient_norms(cfg: &Config, seed: u64) -> candle_core::Result<Vec<(String, f32)>> {
+    let mut rng = SplitMix64::new(seed);
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = BiLstmAttention::new(cfg, vb)?;
+    seeded_init(&varmap, cfg.hidden, &mut rng)?;
+    let b = 4;
+    let xs: Vec<f32> = (0..b * cfg.lookback * cfg.input_dim)
+        .map(|_| rng.next_f32() * 2.0 - 1.0)
+        .collect();
+    let ys: Vec<f32> = (0..b * cfg.horizon).map(|_| rng.next_f32()).collect();
+    let x = Tensor::from_vec(xs, (b, cfg.lookback, cfg.input_dim), &Device::Cpu)?;
+    let y = Tensor::from_vec(ys, (b, cfg.horizon), &Device::Cpu)?;
+    let loss = pinball_loss(&net.forward(&x, Some(&mut rng))?, &y)?;
+    let grads = loss.backward()?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    let mut out: Vec<(String, f32)> = data
+        .iter()
+        .map(|(k, v): (&String, &Var)| {
+            let g = grads
+                .get(v.as_tensor())
+                .and_then(|g| g.abs().ok()?.sum_all().ok()?.to_scalar::<f32>().ok())
+                .unwrap_or(0.0);
+            (k.clone(), g)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Write the model card (`README.md`) beside the weights.
+pub fn write_model_card(
+    dir: &std::path::Path,
+    file: &crate::forecast::neural::ModelFile,
+    trained: &Trained,
+    scores: &[crate::eval::ModelScores],
+    params: usize,
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let c = &file.architecture;
+    let t = &file.training;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# {}: {} quantile forecaster\n",
+        file.model,
+        if c.bidirectional {
+            "BiLSTM-attention"
+        } else {
+            "unidirectional LSTM-attention (ablation)"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features. \
+         Architecture (`src/forecast/bilstm_attention.rs`): feature-wise softmax attention, {} LSTM layers of {} units{}, \
+         temporal softmax attention, dropout {}, non-crossing quantile head predicting a correction of the last CPU value. \
+         {params} parameters. Version `{}`.\n",
+        c.horizon,
+        c.lookback,
+        c.layers,
+        c.hidden,
+        if c.bidirectional {
+            " per direction"
+        } else {
+            ""
+        },
+        c.dropout,
+        file.version
+    );
+    let _ = writeln!(md, "## Training\n");
+    let _ = writeln!(md, "- Command: `{}`", t["command"].as_str().unwrap_or("?"));
+    let _ = writeln!(
+        md,
+        "- Data: `{}`, EVAL.md grid; train split (first 70 % of each series) for fitting and the z-score statistics, \
+         validation split (next 15 %) for early stopping; the test split (last 15 %) is only scored below.",
+        t["dataset"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        md,
+        "- {} train windows, {} validation origins; {} epochs run, best epoch {} (validation MAE {:.4}); {:.0} s on this machine (2 cores, CPU).",
+        trained.train_windows,
+        trained.val_windows,
+        trained.log.len(),
+        trained.best_epoch,
+        trained.best_val_mae,
+        trained.seconds
+    );
+    let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
+    let _ = writeln!(
+        md,
+        "| epoch | train pinball (normalised) | validation MAE | seconds |\n|---|---|---|---|"
+    );
+    for e in &trained.log {
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} | {:.4} | {:.0} |",
+            e.epoch, e.train_loss, e.val_mae, e.seconds
+        );
+    }
+    let _ = writeln!(md, "\n## EVAL.md scores (test segments)\n");
+    let _ = writeln!(
+        md,
+        "| model | WQL | MAE | median MASE | coverage 80 | RMSE | mean MASE | width | R^2 | latency b1 (us) |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in scores {
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.3} | {:.0} |",
+            s.model,
+            s.wql,
+            s.mae,
+            s.mase_median,
+            s.coverage,
+            s.rmse,
+            s.mase_mean,
+            s.mean_width,
+            s.r2,
+            s.latency_batch1_us
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nLatency b1: median wall time of one forecast call during evaluation (candle op-by-op path, default threads). \
+         Full report: `eval/report.md`. Reproduce the scores: `forescale evaluate --dataset {} --models naive,snaive,{}`.",
+        t["dataset"].as_str().unwrap_or("?"),
+        file.model
+    );
+    std::fs::write(dir.join("README.md"), md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_weight_gets_a_gradient() {
+        for bidirectional in [true, false] {
+            let mut cfg = Config::paper(6, bidirectional);
+            cfg.hidden = 8;
+            cfg.attention_dim = 8;
+            let norms = gradient_norms(&cfg, 7).unwrap();
+            // feature_attn (2) + lstm (4 per direction per layer) + temporal (3) + head (2)
+            let dirs = if bidirectional { 2 } else { 1 };
+            assert_eq!(norms.len(), 2 + 4 * dirs * 2 + 3 + 2);
+            for (name, g) in &norms {
+                assert!(*g > 0.0 && g.is_finite(), "{name} got gradient {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays() {
+        let o = TrainOptions {
+            max_epochs: 10,
+            warmup_epochs: 2,
+            ..TrainOptions::default()
+        };
+        assert!(lr_at(&o, 0, 10) < lr_at(&o, 10, 10));
+        assert!((lr_at(&o, 19, 10) - o.lr).abs() < 1e-12);
+        assert!(lr_at(&o, 60, 10) < o.lr);
+        assert!(lr_at(&o, 99, 10) < 1e-5);
+    }
+
+    #[test]
+    fn rng_is_deterministic() {
+        let mut a = SplitMix64::new(1);
+        let mut b = SplitMix64::new(1);
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert!(
+            (0..1000)
+                .map(|_| a.next_f32())
+                .all(|x| (0.0..1.0).contains(&x))
+        );
+    }
+}

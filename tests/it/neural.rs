@@ -1,0 +1,91 @@
+//! A tiny network trained by the project's own `train` command on real
+//! data, loaded by the service and served: the whole path, small enough
+//! for CI.
+
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use forescale::forecast::ModelRegistry;
+use forescale::http::create_app;
+use serde_json::{Value, json};
+
+use crate::support::{Fixture, Kind, shared_data};
+
+#[actix_web::test]
+async fn train_a_tiny_model_then_serve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bilstm");
+    let root = shared_data();
+    let argv = [
+        "forescale",
+        "train",
+        "--dataset",
+        "nab-aws-cloudwatch",
+        "--data-root",
+        root.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--windows-per-epoch",
+        "512",
+        "--batch",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    forescale::cli::run(clap::Parser::try_parse_from(argv).unwrap())
+        .await
+        .unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "eval/metrics.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        card.contains("| bilstm |") && card.contains("| naive |"),
+        "{card}"
+    );
+
+    // The service loads it from a models folder and serves it by name.
+    let registry = ModelRegistry::load_dir(dir.path()).unwrap();
+    assert_eq!(registry.names(), ["naive", "snaive", "bilstm"]);
+    let f = Fixture::new(Kind::Memory, "neural");
+    let mut state = f.app_state().await;
+    state.models = registry;
+    state.default_model = "bilstm".into();
+    let app = test::init_service(create_app(web::Data::new(state))).await;
+
+    let samples: Vec<Value> = (0..30)
+        .map(|i| json!({"timestamp": 1_700_000_000 + i * 300, "features": {"cpu_usage_pct": 20 + (i % 4) * 5}}))
+        .collect();
+    let req = TestRequest::post()
+        .uri("/v1/groups/g/samples")
+        .set_json(json!({ "samples": samples }))
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let req = TestRequest::get().uri("/v1/groups/g/forecast").to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["model"], "bilstm");
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 12);
+    for p in points {
+        let (a, b, c) = (
+            p["p10"].as_f64().unwrap(),
+            p["p50"].as_f64().unwrap(),
+            p["p90"].as_f64().unwrap(),
+        );
+        assert!(0.0 <= a && a <= b && b <= c, "{p}");
+    }
+    // Beyond the network's horizon: a clear 400.
+    let req = TestRequest::get()
+        .uri("/v1/groups/g/forecast?horizon=24")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+}
