@@ -190,6 +190,11 @@ pub struct EvaluateArgs {
     /// Forecast horizon in steps.
     #[arg(long, env = "FORESCALE_HORIZON", default_value_t = 12)]
     pub horizon: usize,
+    /// Write every forecast point to this CSV
+    /// (`series_id,origin_index,h,y,q10,q50,q90`); with several models,
+    /// one file per model named `<stem>.<model>.csv`.
+    #[arg(long, env = "FORESCALE_DUMP_FORECASTS")]
+    pub dump_forecasts: Option<PathBuf>,
     /// Grid step in seconds.
     #[arg(long, env = "FORESCALE_STEP_SECONDS", default_value_t = 300)]
     pub step_seconds: i64,
@@ -269,6 +274,20 @@ fn resolve_models(names: &[String], registry: &ModelRegistry) -> anyhow::Result<
         .collect()
 }
 
+/// The dump file of one model: the path itself for a single model, else
+/// `<stem>.<model>.<ext>` beside it.
+fn dump_path(path: &std::path::Path, model: &str, models: usize) -> PathBuf {
+    if models == 1 {
+        return path.to_owned();
+    }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("forecasts");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("csv");
+    path.with_file_name(format!("{stem}.{model}.{ext}"))
+}
+
 /// Score models on gridded series; print and write the report.
 fn score_and_report(
     models: &[Forecaster],
@@ -276,11 +295,31 @@ fn score_and_report(
     ctx: &ReportContext,
     opts: EvalOptions,
     out: &std::path::Path,
+    dump_to: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<eval::ModelScores>> {
     let mut scores = Vec::new();
     for m in models {
         let pb = progress(series.len() as u64, m.name());
-        scores.push(eval::evaluate(m, series, opts, || pb.inc(1)));
+        let mut dump = match dump_to {
+            None => None,
+            Some(path) => {
+                let path = dump_path(path, m.name(), models.len());
+                let f = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                eprintln!("{}: forecasts to {}", m.name(), path.display());
+                Some(eval::ForecastDump::new(std::io::BufWriter::new(f))?)
+            }
+        };
+        scores.push(eval::evaluate(
+            m,
+            series,
+            opts,
+            || pb.inc(1),
+            dump.as_mut(),
+        )?);
+        if let Some(d) = dump {
+            d.finish()?;
+        }
         pb.finish();
     }
     eval::write_report(out, ctx, opts, &scores)
@@ -337,7 +376,14 @@ fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
         ..EvalOptions::default()
     };
     let ctx = report_context(&source, &series, report);
-    score_and_report(&models, &series, &ctx, opts, &args.out)?;
+    score_and_report(
+        &models,
+        &series,
+        &ctx,
+        opts,
+        &args.out,
+        args.dump_forecasts.as_deref(),
+    )?;
     Ok(())
 }
 
@@ -459,6 +505,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         &ctx,
         EvalOptions::default(),
         &out.join("eval"),
+        None,
     )?;
     crate::train::write_model_card(&out, &file, &trained, &scores, params)?;
     println!("model card: {}", out.join("README.md").display());

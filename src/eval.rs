@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::data::GriddedSeries;
-use crate::forecast::{Forecaster, quantile};
+use crate::forecast::{Forecaster, QuantileForecast, quantile};
 
 /// The evaluation settings (EVAL.md defaults).
 #[derive(Debug, Clone, Copy)]
@@ -69,14 +69,56 @@ fn pinball(q: f64, y: f64, f: f64) -> f64 {
     (q * d).max((q - 1.0) * d)
 }
 
+/// Writes every forecast point: `series_id,origin_index,h,y,q10,q50,q90`
+/// (origin_index: index in the gridded series of the first forecast step;
+/// h: 1..H).
+#[derive(Debug)]
+pub struct ForecastDump<W: Write> {
+    out: csv::Writer<W>,
+}
+
+impl<W: Write> ForecastDump<W> {
+    pub fn new(out: W) -> csv::Result<Self> {
+        let mut out = csv::Writer::from_writer(out);
+        out.write_record(["series_id", "origin_index", "h", "y", "q10", "q50", "q90"])?;
+        Ok(Self { out })
+    }
+
+    fn write(
+        &mut self,
+        id: &str,
+        origin: usize,
+        y: &[f32],
+        fc: &QuantileForecast,
+    ) -> csv::Result<()> {
+        for (k, yk) in y.iter().enumerate() {
+            self.out.write_record([
+                id.to_owned(),
+                origin.to_string(),
+                (k + 1).to_string(),
+                yk.to_string(),
+                fc.p10[k].to_string(),
+                fc.p50[k].to_string(),
+                fc.p90[k].to_string(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Score one model over every series. `progress` is called after each
-/// series.
-pub fn evaluate(
+/// series; `dump`, when given, receives every forecast.
+pub fn evaluate<W: Write>(
     model: &Forecaster,
     series: &[GriddedSeries],
     opts: EvalOptions,
     mut progress: impl FnMut(),
-) -> ModelScores {
+    mut dump: Option<&mut ForecastDump<W>>,
+) -> csv::Result<ModelScores> {
     let h = opts.horizon;
     let (mut n, mut abs, mut sq, mut sum_abs_y, mut sum_y, mut sum_y2) =
         (0usize, 0.0, 0.0, 0.0, 0.0, 0.0);
@@ -100,6 +142,9 @@ pub fn evaluate(
                 continue;
             };
             origins += 1;
+            if let Some(d) = dump.as_deref_mut() {
+                d.write(&s.id, t, &y[t..t + h], &fc)?;
+            }
             for k in 0..h {
                 let yt = f64::from(y[t + k]);
                 let f = [fc.p10[k], fc.p50[k], fc.p90[k]].map(f64::from);
@@ -131,7 +176,7 @@ pub fn evaluate(
     let mase_series = mase.len();
     let mase_mean = mase.iter().sum::<f64>() / mase_series.max(1) as f64;
     let mut mase32: Vec<f32> = mase.iter().map(|m| *m as f32).collect();
-    ModelScores {
+    Ok(ModelScores {
         model: model.name().to_owned(),
         series: series.len(),
         origins,
@@ -151,7 +196,7 @@ pub fn evaluate(
         r2: if sst > 0.0 { 1.0 - sq / sst } else { f64::NAN },
         latency_batch1_us: quantile(&mut latencies, 0.5).map_or(f64::NAN, f64::from),
         skipped,
-    }
+    })
 }
 
 /// Mean |y[t] - y[t - season]| over the train segment; `None` when zero or
@@ -271,7 +316,7 @@ mod tests {
     fn perfect_seasonal_series_scores_zero_for_snaive() {
         let s = series(|i| 10.0 + (i % 288) as f32 / 10.0, 288 * 10);
         let m = Forecaster::by_name("snaive").unwrap();
-        let r = evaluate(&m, &s, EvalOptions::default(), || ());
+        let r = evaluate::<Vec<u8>>(&m, &s, EvalOptions::default(), || (), None).unwrap();
         assert!(r.origins > 0);
         assert_eq!(r.mae, 0.0);
         assert_eq!(r.wql, 0.0);
@@ -286,7 +331,7 @@ mod tests {
         // y = t / 4 (exact in f32): the naive forecast at horizon k is off by k / 4.
         let s = series(|i| i as f32 * 0.25, 2000);
         let m = Forecaster::by_name("naive").unwrap();
-        let r = evaluate(&m, &s, EvalOptions::default(), || ());
+        let r = evaluate::<Vec<u8>>(&m, &s, EvalOptions::default(), || (), None).unwrap();
         let expected = (1..=12).map(|k| k as f64 * 0.25).sum::<f64>() / 12.0;
         assert!((r.mae - expected).abs() < 1e-4, "{} vs {expected}", r.mae);
         // The residual band is exact on a ramp, so every point is covered.
@@ -294,6 +339,20 @@ mod tests {
         assert!(r.r2 > 0.9);
         // Scale: y[t] - y[t-288] = 72 everywhere.
         assert!((r.mase_median - expected / 72.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dump_has_one_row_per_forecast_point() {
+        let s = series(|i| i as f32, 1000);
+        let m = Forecaster::by_name("naive").unwrap();
+        let mut dump = ForecastDump::new(Vec::new()).unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || (), Some(&mut dump)).unwrap();
+        let text = String::from_utf8(dump.out.into_inner().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "series_id,origin_index,h,y,q10,q50,q90");
+        assert_eq!(lines.len() - 1, r.points);
+        // First origin is the test start (floor(0.85 * 1000) = 850); naive = y[849].
+        assert_eq!(lines[1], "s,850,1,850,849,849,850");
     }
 
     #[test]

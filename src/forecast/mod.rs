@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::store::WindowRow;
 
 pub use baseline::quantile;
-pub use neural::{ModelError, NeuralModel};
+pub use neural::{Explanation, ModelError, NeuralModel};
 
 /// Quantiles forecast for each of `horizon` steps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,6 +118,18 @@ impl Forecaster {
                 calibration,
             } => calibration + period,
             Self::Neural(m) => m.lookback(),
+        }
+    }
+
+    /// The attention behind a forecast; `None` for models without one (the
+    /// baselines).
+    pub fn explain(&self, history: &[WindowRow]) -> Option<Result<Explanation, ForecastError>> {
+        match self {
+            Self::Neural(m) => Some(
+                m.explain(history)
+                    .map_err(|e| ForecastError::Model(e.to_string())),
+            ),
+            Self::Naive { .. } | Self::SeasonalNaive { .. } => None,
         }
     }
 

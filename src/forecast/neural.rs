@@ -43,6 +43,15 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+/// Attention weights of one forecast, oldest step first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// [L][23]: the feature-wise softmax at each step (rows sum to 1).
+    pub feature_weights: Vec<Vec<f32>>,
+    /// [L]: the temporal softmax over steps (sums to 1).
+    pub step_weights: Vec<f32>,
+}
+
 /// A loaded network, ready to forecast. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct NeuralModel {
@@ -137,6 +146,19 @@ impl NeuralModel {
                 QuantileForecast { p10, p50, p90 }
             })
             .collect())
+    }
+
+    /// The attention of the network on the last L rows: which features and
+    /// which steps the forecast drew on.
+    pub fn explain(&self, rows: &[WindowRow]) -> Result<Explanation, ModelError> {
+        let l = self.lookback();
+        let x = self.input(rows);
+        let x = Tensor::from_vec(x.values, (1, l, N_FEATURES), &Device::Cpu)?;
+        let e = self.net.encode(&x, None)?;
+        Ok(Explanation {
+            feature_weights: e.feature_weights.squeeze(0)?.to_vec2::<f32>()?,
+            step_weights: e.step_weights.squeeze(0)?.to_vec1::<f32>()?,
+        })
     }
 
     /// Forecast the `horizon` (<= H) steps after `rows`.

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use super::groups::{check_horizon, pick_model};
 use super::openapi::StatelessForecastRequest;
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
-use crate::domain::rfc3339;
-use crate::forecast::Forecaster;
+use crate::domain::{FEATURE_NAMES, rfc3339};
+use crate::forecast::{ForecastError, Forecaster};
 use crate::ingest::{ValidationError, parse_batch};
 use crate::store::{GridSpec, MetricWindow, grid};
 
@@ -38,6 +38,22 @@ pub struct ForecastResponse {
     /// Last step of history the forecast was made from, RFC 3339.
     pub history_end: String,
     pub points: Vec<ForecastPoint>,
+    /// With `explain=true`: the network's attention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<ExplanationBody>,
+}
+
+/// Attention of a trained model over its look-back window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExplanationBody {
+    /// The 23 feature names, the columns of `feature_weights`.
+    pub features: Vec<&'static str>,
+    /// Start of each look-back step, RFC 3339, oldest first.
+    pub steps: Vec<String>,
+    /// [steps][features]: feature attention at each step (rows sum to 1).
+    pub feature_weights: Vec<Vec<f32>>,
+    /// [steps]: temporal attention (sums to 1).
+    pub step_weights: Vec<f32>,
 }
 
 /// Longest history a stateless request may span, in grid steps (two weeks
@@ -55,11 +71,47 @@ pub(super) async fn run_forecast(
     model: Forecaster,
     window: MetricWindow,
     horizon: usize,
+    explain: bool,
 ) -> Result<ForecastResponse, ApiError> {
     let end = window.end().unwrap_or_default();
     let step = window.step;
     let name = model.name().to_owned();
-    let fc = web::block(move || model.forecast(&window.rows, horizon)).await??;
+    if explain
+        && matches!(
+            model,
+            Forecaster::Naive { .. } | Forecaster::SeasonalNaive { .. }
+        )
+    {
+        return Err(ApiError::BadParameter {
+            field: "explain".into(),
+            message: format!(
+                "{name} has no attention to explain; use a trained model (bilstm, lstm)"
+            ),
+        });
+    }
+    let (fc, explanation) = web::block(move || {
+        let fc = model.forecast(&window.rows, horizon)?;
+        let ex = if explain {
+            model.explain(&window.rows).transpose()?
+        } else {
+            None
+        };
+        Ok::<_, ForecastError>((fc, ex))
+    })
+    .await??;
+    let explanation = explanation.map(|e| {
+        let l = e.step_weights.len() as i64;
+        ExplanationBody {
+            features: FEATURE_NAMES.to_vec(),
+            steps: (0..l).map(|i| rfc3339(end - (l - 1 - i) * step)).collect(),
+            feature_weights: e
+                .feature_weights
+                .iter()
+                .map(|r| r.iter().map(|x| tidy(*x)).collect())
+                .collect(),
+            step_weights: e.step_weights.iter().map(|x| tidy(*x)).collect(),
+        }
+    });
     state.metrics.forecast_served(&name);
     let points = (0..fc.horizon())
         .map(|k| ForecastPoint {
@@ -75,6 +127,7 @@ pub(super) async fn run_forecast(
         step_seconds: step,
         history_end: rfc3339(end),
         points,
+        explanation,
     })
 }
 
@@ -156,6 +209,6 @@ pub async fn stateless_forecast(
         },
     );
     Ok(web::Json(
-        run_forecast(&state, model, window, horizon).await?,
+        run_forecast(&state, model, window, horizon, false).await?,
     ))
 }

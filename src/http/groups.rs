@@ -111,6 +111,8 @@ pub struct ForecastQuery {
     /// (12) for trained models. Default 12.
     #[param(minimum = 1, maximum = 288)]
     pub horizon: Option<usize>,
+    /// Add the trained model's attention weights (per feature, per step).
+    pub explain: Option<bool>,
 }
 
 pub(super) fn pick_model(state: &AppState, name: Option<&str>) -> Result<Forecaster, ApiError> {
@@ -169,7 +171,8 @@ pub async fn group_forecast(
         .window(&group, model.lookback(horizon))
         .await?
         .ok_or_else(|| ApiError::GroupNotFound(group.to_string()))?;
-    let mut resp = run_forecast(&state, model, window, horizon).await?;
+    let explain = query.explain.unwrap_or(false);
+    let mut resp = run_forecast(&state, model, window, horizon, explain).await?;
     resp.group = Some(group.to_string());
     Ok(web::Json(resp))
 }

@@ -146,6 +146,7 @@ pub struct StatelessForecastRequest {
         crate::store::GroupSummary,
         super::forecast::ForecastResponse,
         super::forecast::ForecastPoint,
+        super::forecast::ExplanationBody,
         super::ops::Health,
         super::ErrorBody,
     )),

@@ -82,6 +82,34 @@ async fn train_a_tiny_model_then_serve_it() {
         );
         assert!(0.0 <= a && a <= b && b <= c, "{p}");
     }
+    // Explained: attention over the look-back, rows summing to 1.
+    let req = TestRequest::get()
+        .uri("/v1/groups/g/forecast?explain=true")
+        .to_request();
+    let v: Value = test::read_body_json(test::call_service(&app, req).await).await;
+    let ex = &v["explanation"];
+    assert_eq!(ex["features"].as_array().unwrap().len(), 23);
+    let steps = ex["step_weights"].as_array().unwrap();
+    assert_eq!(steps.len(), 12);
+    let total: f64 = steps.iter().map(|x| x.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-3, "{total}");
+    for row in ex["feature_weights"].as_array().unwrap() {
+        let s: f64 = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((s - 1.0).abs() < 1e-3, "{s}");
+    }
+    assert_eq!(ex["steps"][11], v["history_end"]);
+    // A baseline has nothing to explain: a clear 400.
+    let req = TestRequest::get()
+        .uri("/v1/groups/g/forecast?model=naive&explain=true")
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), 400);
+
     // Beyond the network's horizon: a clear 400.
     let req = TestRequest::get()
         .uri("/v1/groups/g/forecast?horizon=24")
