@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cache::EmbeddingCache;
 use crate::data::{self, DatasetSource};
 use crate::eval::{self, EvalOptions, ReportContext};
 use crate::forecast::{Forecaster, ModelRegistry, NeuralModel, neural};
@@ -79,6 +80,12 @@ pub struct ServeArgs {
     /// it is loaded, else naive).
     #[arg(long, env = "FORESCALE_DEFAULT_MODEL")]
     pub default_model: Option<String>,
+    /// Most encoder outputs kept in process by the embedding cache.
+    #[arg(long, env = "FORESCALE_CACHE_CAPACITY", default_value_t = 20_000)]
+    pub cache_capacity: usize,
+    /// How long a cached encoder output is used (also the Redis TTL).
+    #[arg(long, env = "FORESCALE_CACHE_TTL_SECONDS", default_value_t = 900)]
+    pub cache_ttl_seconds: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "FORESCALE_WORKERS")]
     pub workers: Option<usize>,
@@ -129,7 +136,17 @@ impl ServeArgs {
                 Some(url) => format!("opening the Redis store at {}", redact(url)),
                 None => format!("opening the store in {}", self.data_dir.display()),
             })?;
+        let ttl = std::time::Duration::from_secs(self.cache_ttl_seconds);
+        let cache = match &self.redis_url {
+            None => EmbeddingCache::new(self.cache_capacity, ttl),
+            Some(url) => {
+                EmbeddingCache::with_redis(self.cache_capacity, ttl, url, &self.redis_prefix)
+                    .await
+                    .with_context(|| format!("connecting the embedding cache to {}", redact(url)))?
+            }
+        };
         Ok(AppState {
+            cache,
             store,
             metrics: Metrics::default(),
             ingest: IngestLimits {
@@ -426,6 +443,10 @@ pub struct TrainArgs {
     /// Time budget; training stops after the epoch that passes it.
     #[arg(long, env = "FORESCALE_TRAIN_MAX_MINUTES", default_value_t = 15.0)]
     pub max_minutes: f64,
+    /// Weight each series' windows by the inverse of its scale (median
+    /// scale / own scale, clipped to [0.1, 10]) so near-idle series count.
+    #[arg(long, env = "FORESCALE_TRAIN_SCALE_WEIGHTING")]
+    pub scale_weighting: bool,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -447,6 +468,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         max_minutes: args.max_minutes,
         windows_per_epoch: args.windows_per_epoch,
         hidden: args.hidden,
+        scale_weighting: args.scale_weighting,
         ..crate::train::TrainOptions::default()
     };
     let trained = crate::train::train(&series, &opts, true)?;

@@ -12,11 +12,13 @@
 //! - [`forecast`]: models behind one enum, quantile forecasts.
 //! - [`data`]: dataset loaders (shared traces, generic long CSV), EVAL.md
 //!   grid and split. [`eval`]: EVAL.md metrics and reports.
+//! - [`cache`]: the embedding cache (in process, and Redis when configured).
 //! - [`http`]: the thin actix-web layer and the OpenAPI document;
 //!   [`metrics`]: Prometheus counters.
 //! - [`cli`]: commands (`serve`, `evaluate`, `import`, `replay`);
 //!   [`replay`]: streams a trace into a running service.
 
+pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod domain;

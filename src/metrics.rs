@@ -31,6 +31,10 @@ pub struct Metrics {
     batches_rejected: AtomicU64,
     /// model -> forecasts served
     forecasts: Mutex<BTreeMap<String, u64>>,
+    /// result (hit_memory, hit_redis, miss) -> embedding cache lookups
+    cache: Mutex<BTreeMap<&'static str, u64>>,
+    /// model -> encoder runs (a cache hit does not run the encoder)
+    encoder_runs: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -63,6 +67,18 @@ impl Metrics {
 
     pub fn forecast_served(&self, model: &str) {
         *self.forecasts.lock().entry(model.to_owned()).or_default() += 1;
+    }
+
+    pub fn cache_lookup(&self, result: &'static str) {
+        *self.cache.lock().entry(result).or_default() += 1;
+    }
+
+    pub fn encoder_run(&self, model: &str) {
+        *self
+            .encoder_runs
+            .lock()
+            .entry(model.to_owned())
+            .or_default() += 1;
     }
 
     pub fn samples_accepted(&self) -> u64 {
@@ -128,6 +144,23 @@ impl Metrics {
         );
         for (model, n) in self.forecasts.lock().iter() {
             let _ = writeln!(w, "forescale_forecasts_total{{model=\"{model}\"}} {n}");
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_embedding_cache_lookups_total Embedding cache lookups by result.\n# TYPE forescale_embedding_cache_lookups_total counter"
+        );
+        for (result, n) in self.cache.lock().iter() {
+            let _ = writeln!(
+                w,
+                "forescale_embedding_cache_lookups_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_encoder_runs_total Encoder passes by model (cache hits skip it).\n# TYPE forescale_encoder_runs_total counter"
+        );
+        for (model, n) in self.encoder_runs.lock().iter() {
+            let _ = writeln!(w, "forescale_encoder_runs_total{{model=\"{model}\"}} {n}");
         }
         for (name, help, v) in gauges {
             let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

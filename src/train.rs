@@ -25,7 +25,9 @@ use serde::Serialize;
 use crate::data::GriddedSeries;
 use crate::domain::{N_FEATURES, TARGET};
 use crate::features::{NormStats, encode};
-use crate::forecast::bilstm_attention::{BiLstmAttention, Config, MaskSource, pinball_loss};
+use crate::forecast::bilstm_attention::{
+    BiLstmAttention, Config, MaskSource, pinball_loss, weighted_pinball_loss,
+};
 
 /// SplitMix64: small, fast, and enough for shuffles, masks and inits.
 #[derive(Debug, Clone)]
@@ -83,6 +85,11 @@ pub struct TrainOptions {
     pub windows_per_epoch: usize,
     /// Shrink the network (tests): hidden units per direction.
     pub hidden: usize,
+    /// Weight each window's loss by median_scale / scale of its series
+    /// (clipped to [0.1, 10]; scale = the train segment's mean daily
+    /// seasonal difference, the MASE denominator), so near-idle series
+    /// count as much as bursty ones. Off: every window weighs the same.
+    pub scale_weighting: bool,
 }
 
 impl Default for TrainOptions {
@@ -100,6 +107,7 @@ impl Default for TrainOptions {
             max_minutes: 15.0,
             windows_per_epoch: 32_768,
             hidden: 64,
+            scale_weighting: false,
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct EpochLog {
     pub epoch: usize,
     pub train_loss: f64,
     pub val_mae: f64,
+    /// Median over series of validation MAE / train seasonal scale.
+    pub val_mase_median: f64,
     pub lr: f64,
     pub seconds: f64,
 }
@@ -143,6 +153,8 @@ struct Prepared {
     x: Vec<f32>,
     y_norm: Vec<f32>,
     y_raw: Vec<f32>,
+    /// MASE denominator of the train segment (None when zero).
+    scale: Option<f64>,
 }
 
 fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
@@ -156,7 +168,21 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
                 .iter()
                 .map(|v| (v - stats.mean[TARGET]) / stats.std[TARGET])
                 .collect();
-            Prepared { x, y_norm, y_raw }
+            let train = &y_raw[..s.split.train_end];
+            let scale = (train.len() > 288)
+                .then(|| {
+                    (288..train.len())
+                        .map(|t| f64::from((train[t] - train[t - 288]).abs()))
+                        .sum::<f64>()
+                        / (train.len() - 288) as f64
+                })
+                .filter(|d| *d > 0.0);
+            Prepared {
+                x,
+                y_norm,
+                y_raw,
+                scale,
+            }
         })
         .collect()
 }
@@ -237,27 +263,54 @@ fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> candle_core::Resu
     Ok(())
 }
 
-/// Mean absolute error of the median, original scale, over origins.
-fn val_mae(
+/// MAE of the median (original scale) over origins, and the median over
+/// series of MAE / seasonal scale.
+fn val_metrics(
     net: &BiLstmAttention,
     data: &[Prepared],
     origins: &[Origin],
     stats: &NormStats,
-) -> candle_core::Result<f64> {
+) -> candle_core::Result<(f64, f64)> {
     let (l, h) = (net.cfg.lookback, net.cfg.horizon);
     let (mut sum, mut n) = (0.0f64, 0usize);
+    let mut per_series = vec![(0.0f64, 0usize); data.len()];
     for chunk in origins.chunks(1024) {
         let (x, _) = gather(data, chunk, l, h)?;
         let q = net.forward(&x, None)?.to_vec3::<f32>()?;
         for (&(s, t), steps) in chunk.iter().zip(&q) {
             for (k, step) in steps.iter().enumerate() {
                 let p50 = (step[1] * stats.std[TARGET] + stats.mean[TARGET]).max(0.0);
-                sum += f64::from((data[s].y_raw[t + k] - p50).abs());
+                let e = f64::from((data[s].y_raw[t + k] - p50).abs());
+                sum += e;
                 n += 1;
+                per_series[s].0 += e;
+                per_series[s].1 += 1;
             }
         }
     }
-    Ok(sum / n.max(1) as f64)
+    let mut mase: Vec<f32> = per_series
+        .iter()
+        .zip(data)
+        .filter_map(|((e, n), d)| Some((*e / (*n).max(1) as f64 / d.scale?) as f32))
+        .collect();
+    let median = crate::forecast::quantile(&mut mase, 0.5).map_or(f64::NAN, f64::from);
+    Ok((sum / n.max(1) as f64, median))
+}
+
+/// Per-series loss weights: median scale / scale, clipped to [0.1, 10].
+fn series_weights(data: &[Prepared]) -> Vec<f32> {
+    let mut scales: Vec<f32> = data
+        .iter()
+        .filter_map(|d| d.scale)
+        .map(|s| s as f32)
+        .collect();
+    let median = crate::forecast::quantile(&mut scales, 0.5).unwrap_or(1.0);
+    data.iter()
+        .map(|d| {
+            d.scale
+                .map_or(1.0, |s| (median / s as f32).clamp(0.1, 10.0))
+        })
+        .collect()
 }
 
 fn lr_at(opts: &TrainOptions, step: usize, per_epoch: usize) -> f64 {
@@ -287,6 +340,7 @@ pub fn train(
             .flat_map(|s| &s.window.rows[..s.split.train_end]),
     );
     let data = prepare(series, &stats);
+    let weights = opts.scale_weighting.then(|| series_weights(&data));
     let mut train_origins: Vec<Origin> = Vec::new();
     let mut val_origins: Vec<Origin> = Vec::new();
     for (i, s) in series.iter().enumerate() {
@@ -357,7 +411,16 @@ pub fn train(
             let lr = lr_at(opts, step, per_epoch);
             opt.set_learning_rate(lr);
             let pred = net.forward(&x, Some(&mut rng))?;
-            let loss = pinball_loss(&pred, &y)?;
+            let loss = match &weights {
+                None => pinball_loss(&pred, &y)?,
+                Some(w) => {
+                    let wb: Vec<f32> = idx.iter().map(|(s, _)| w[*s]).collect();
+                    let mean = wb.iter().sum::<f32>() / wb.len() as f32;
+                    let wb: Vec<f32> = wb.iter().map(|v| v / mean).collect();
+                    let wt = Tensor::from_vec(wb, idx.len(), &Device::Cpu)?;
+                    weighted_pinball_loss(&pred, &y, Some(&wt))?
+                }
+            };
             opt.backward_step(&loss)?;
             let lv = f64::from(loss.to_scalar::<f32>()?);
             loss_sum += lv;
@@ -366,11 +429,12 @@ pub fn train(
             pb.inc(1);
         }
         pb.finish_and_clear();
-        let mae = val_mae(&net, &data, &val_origins, &stats)?;
+        let (mae, mase) = val_metrics(&net, &data, &val_origins, &stats)?;
         let entry = EpochLog {
             epoch,
             train_loss: loss_sum / per_epoch as f64,
             val_mae: mae,
+            val_mase_median: mase,
             lr: lr_at(opts, step.saturating_sub(1), per_epoch),
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -384,7 +448,7 @@ pub fn train(
         }
         if show_progress {
             eprintln!(
-                "epoch {epoch:>3}: train pinball {:.4}  val MAE {mae:.4}{}  ({:.0} s)",
+                "epoch {epoch:>3}: train pinball {:.4}  val MAE {mae:.4}{}  val median MASE {mase:.4}  ({:.0} s)",
                 entry.train_loss,
                 if best_epoch == epoch { " *" } else { "" },
                 entry.seconds
@@ -517,13 +581,13 @@ pub fn write_model_card(
     let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
     let _ = writeln!(
         md,
-        "| epoch | train pinball (normalised) | validation MAE | seconds |\n|---|---|---|---|"
+        "| epoch | train pinball (normalised) | validation MAE | validation median MASE | seconds |\n|---|---|---|---|---|"
     );
     for e in &trained.log {
         let _ = writeln!(
             md,
-            "| {} | {:.4} | {:.4} | {:.0} |",
-            e.epoch, e.train_loss, e.val_mae, e.seconds
+            "| {} | {:.4} | {:.4} | {:.4} | {:.0} |",
+            e.epoch, e.train_loss, e.val_mae, e.val_mase_median, e.seconds
         );
     }
     let _ = writeln!(md, "\n## EVAL.md scores (test segments)\n");

@@ -317,10 +317,23 @@ impl BiLstmAttention {
 
 /// Mean pinball loss over the quantiles: pred [B, H, 3], target [B, H].
 pub fn pinball_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    weighted_pinball_loss(pred, target, None)
+}
+
+/// Pinball loss with a weight per window (`weights` [B], mean 1 expected).
+pub fn weighted_pinball_loss(
+    pred: &Tensor,
+    target: &Tensor,
+    weights: Option<&Tensor>,
+) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for (k, q) in [0.1f64, 0.5, 0.9].into_iter().enumerate() {
         let d = (target - pred.narrow(2, k, 1)?.squeeze(2)?)?;
-        let l = ((&d * q)?.maximum(&(&d * (q - 1.0))?)?).mean_all()?;
+        let mut per = (&d * q)?.maximum(&(&d * (q - 1.0))?)?;
+        if let Some(w) = weights {
+            per = per.broadcast_mul(&w.unsqueeze(1)?)?;
+        }
+        let l = per.mean_all()?;
         total = Some(match total {
             None => l,
             Some(t) => (t + l)?,

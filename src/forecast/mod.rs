@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::store::WindowRow;
 
 pub use baseline::quantile;
-pub use neural::{Explanation, ModelError, NeuralModel};
+pub use neural::{Embedding, Explanation, ModelError, NeuralModel};
 
 /// Quantiles forecast for each of `horizon` steps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +37,13 @@ pub struct QuantileForecast {
 impl QuantileForecast {
     pub fn horizon(&self) -> usize {
         self.p50.len()
+    }
+
+    /// Keep the first `h` steps.
+    pub fn truncate(&mut self, h: usize) {
+        self.p10.truncate(h);
+        self.p50.truncate(h);
+        self.p90.truncate(h);
     }
 }
 

@@ -43,6 +43,16 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
 }
 
+/// The encoder output of one window: all the head needs (what the
+/// embedding cache keeps).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    /// Normalised CPU of the last input step.
+    pub last_cpu: f32,
+    /// z = [context | last step].
+    pub embedding: Vec<f32>,
+}
+
 /// Attention weights of one forecast, oldest step first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
@@ -135,17 +145,7 @@ impl NeuralModel {
         }
         let x = Tensor::from_vec(buf, (inputs.len(), l, N_FEATURES), &Device::Cpu)?;
         let q = self.net.forward(&x, None)?.to_vec3::<f32>()?;
-        let (mean, std) = (self.file.norm.mean[TARGET], self.file.norm.std[TARGET]);
-        Ok(q.into_iter()
-            .map(|steps| {
-                let de = |k: usize| -> Vec<f32> {
-                    steps.iter().map(|s| (s[k] * std + mean).max(0.0)).collect()
-                };
-                let (p10, p50, p90) = (de(0), de(1), de(2));
-                // Clamping at 0 keeps the order: max(0, .) is monotone.
-                QuantileForecast { p10, p50, p90 }
-            })
-            .collect())
+        Ok(q.iter().map(|steps| self.denormalise(steps)).collect())
     }
 
     /// The attention of the network on the last L rows: which features and
@@ -161,12 +161,9 @@ impl NeuralModel {
         })
     }
 
-    /// Forecast the `horizon` (<= H) steps after `rows`.
-    pub fn forecast(
-        &self,
-        rows: &[WindowRow],
-        horizon: usize,
-    ) -> Result<QuantileForecast, ForecastError> {
+    /// Refuse what the network cannot forecast: a horizon past H, or a
+    /// look-back without one observed CPU value.
+    pub fn check(&self, rows: &[WindowRow], horizon: usize) -> Result<(), ForecastError> {
         if horizon == 0 || horizon > self.horizon() {
             return Err(ForecastError::BadHorizon {
                 got: horizon,
@@ -181,15 +178,66 @@ impl NeuralModel {
                 need: 1,
             });
         }
-        let input = self.input(rows);
-        let mut f = self
-            .forecast_batch(std::slice::from_ref(&input))
-            .map_err(|e| ForecastError::Model(e.to_string()))?
-            .pop()
-            .ok_or_else(|| ForecastError::Model("empty batch".into()))?;
-        f.p10.truncate(horizon);
-        f.p50.truncate(horizon);
-        f.p90.truncate(horizon);
+        Ok(())
+    }
+
+    /// Run the encoder on one input.
+    pub fn encode_input(&self, input: &ModelInput) -> Result<Embedding, ModelError> {
+        let x = Tensor::from_vec(
+            input.values.clone(),
+            (1, self.lookback(), N_FEATURES),
+            &Device::Cpu,
+        )?;
+        let e = self.net.encode(&x, None)?;
+        Ok(Embedding {
+            last_cpu: e.last_cpu.flatten_all()?.to_vec1::<f32>()?[0],
+            embedding: e.embedding.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+
+    /// Run only the head on an embedding: the forecast of `horizon` steps.
+    pub fn forecast_from(
+        &self,
+        e: &Embedding,
+        horizon: usize,
+    ) -> Result<QuantileForecast, ForecastError> {
+        let model_err = |e: candle_core::Error| ForecastError::Model(e.to_string());
+        let z = Tensor::from_vec(e.embedding.clone(), (1, e.embedding.len()), &Device::Cpu)
+            .map_err(model_err)?;
+        let last = Tensor::from_vec(vec![e.last_cpu], (1, 1), &Device::Cpu).map_err(model_err)?;
+        let q = self
+            .net
+            .head(&z, &last)
+            .and_then(|q| q.squeeze(0)?.to_vec2::<f32>())
+            .map_err(model_err)?;
+        let mut f = self.denormalise(&q);
+        f.truncate(horizon);
         Ok(f)
+    }
+
+    /// Normalised quantiles [H][3] -> CPU %, clamped at 0 (monotone, so the
+    /// order p10 <= p50 <= p90 is kept).
+    fn denormalise(&self, steps: &[Vec<f32>]) -> QuantileForecast {
+        let (mean, std) = (self.file.norm.mean[TARGET], self.file.norm.std[TARGET]);
+        let de =
+            |k: usize| -> Vec<f32> { steps.iter().map(|s| (s[k] * std + mean).max(0.0)).collect() };
+        QuantileForecast {
+            p10: de(0),
+            p50: de(1),
+            p90: de(2),
+        }
+    }
+
+    /// Forecast the `horizon` (<= H) steps after `rows`: encoder, then head.
+    pub fn forecast(
+        &self,
+        rows: &[WindowRow],
+        horizon: usize,
+    ) -> Result<QuantileForecast, ForecastError> {
+        self.check(rows, horizon)?;
+        let e = self
+            .encode_input(&self.input(rows))
+            .map_err(|e| ForecastError::Model(e.to_string()))?;
+        self.forecast_from(&e, horizon)
     }
 }

@@ -8,7 +8,8 @@ use utoipa::ToSchema;
 use super::groups::{check_horizon, pick_model};
 use super::openapi::StatelessForecastRequest;
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
-use crate::domain::{FEATURE_NAMES, rfc3339};
+use crate::cache::{CacheKey, Tier};
+use crate::domain::{FEATURE_NAMES, ScalingGroup, rfc3339};
 use crate::forecast::{ForecastError, Forecaster};
 use crate::ingest::{ValidationError, parse_batch};
 use crate::store::{GridSpec, MetricWindow, grid};
@@ -72,6 +73,7 @@ pub(super) async fn run_forecast(
     window: MetricWindow,
     horizon: usize,
     explain: bool,
+    group: Option<&ScalingGroup>,
 ) -> Result<ForecastResponse, ApiError> {
     let end = window.end().unwrap_or_default();
     let step = window.step;
@@ -89,16 +91,51 @@ pub(super) async fn run_forecast(
             ),
         });
     }
-    let (fc, explanation) = web::block(move || {
-        let fc = model.forecast(&window.rows, horizon)?;
-        let ex = if explain {
-            model.explain(&window.rows).transpose()?
-        } else {
-            None
-        };
-        Ok::<_, ForecastError>((fc, ex))
-    })
-    .await??;
+    let (fc, explanation) = match (&model, group) {
+        // A stored group's window: the encoder output may be cached.
+        (Forecaster::Neural(m), Some(g)) if !explain => {
+            m.check(&window.rows, horizon)?;
+            let input = m.input(&window.rows);
+            let key = CacheKey::new(m.name(), &m.file.version, g, end, &input);
+            let emb = match state.cache.get(&key).await {
+                Some((tier, e)) => {
+                    state.metrics.cache_lookup(match tier {
+                        Tier::Memory => "hit_memory",
+                        Tier::Redis => "hit_redis",
+                    });
+                    e
+                }
+                None => {
+                    state.metrics.cache_lookup("miss");
+                    let m2 = m.clone();
+                    let e = web::block(move || m2.encode_input(&input))
+                        .await?
+                        .map_err(|e| ForecastError::Model(e.to_string()))?;
+                    state.metrics.encoder_run(&name);
+                    state.cache.put(key, e.clone()).await;
+                    e
+                }
+            };
+            (m.forecast_from(&emb, horizon)?, None)
+        }
+        _ => {
+            let neural = matches!(model, Forecaster::Neural(_));
+            let out = web::block(move || {
+                let fc = model.forecast(&window.rows, horizon)?;
+                let ex = if explain {
+                    model.explain(&window.rows).transpose()?
+                } else {
+                    None
+                };
+                Ok::<_, ForecastError>((fc, ex))
+            })
+            .await??;
+            if neural {
+                state.metrics.encoder_run(&name);
+            }
+            out
+        }
+    };
     let explanation = explanation.map(|e| {
         let l = e.step_weights.len() as i64;
         ExplanationBody {
@@ -209,6 +246,6 @@ pub async fn stateless_forecast(
         },
     );
     Ok(web::Json(
-        run_forecast(&state, model, window, horizon, false).await?,
+        run_forecast(&state, model, window, horizon, false, None).await?,
     ))
 }

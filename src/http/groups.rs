@@ -172,7 +172,7 @@ pub async fn group_forecast(
         .await?
         .ok_or_else(|| ApiError::GroupNotFound(group.to_string()))?;
     let explain = query.explain.unwrap_or(false);
-    let mut resp = run_forecast(&state, model, window, horizon, explain).await?;
+    let mut resp = run_forecast(&state, model, window, horizon, explain, Some(&group)).await?;
     resp.group = Some(group.to_string());
     Ok(web::Json(resp))
 }

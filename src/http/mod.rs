@@ -41,6 +41,8 @@ pub struct AppState {
     pub default_model: String,
     /// The baselines and the trained models loaded at start.
     pub models: ModelRegistry,
+    /// Encoder outputs of recent windows.
+    pub cache: crate::cache::EmbeddingCache,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).

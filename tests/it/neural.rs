@@ -4,11 +4,27 @@
 
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
+use std::time::Duration;
+
+use forescale::cache::EmbeddingCache;
 use forescale::forecast::ModelRegistry;
 use forescale::http::create_app;
 use serde_json::{Value, json};
 
 use crate::support::{Fixture, Kind, shared_data};
+
+/// The Prometheus text of an app.
+macro_rules! metrics {
+    ($app:expr) => {{
+        let req = TestRequest::get().uri("/metrics").to_request();
+        String::from_utf8(
+            test::read_body(test::call_service($app, req).await)
+                .await
+                .to_vec(),
+        )
+        .unwrap()
+    }};
+}
 
 #[actix_web::test]
 async fn train_a_tiny_model_then_serve_it() {
@@ -116,4 +132,73 @@ async fn train_a_tiny_model_then_serve_it() {
         .to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status(), 400);
+
+    // The embedding cache: the first forecast above missed and ran the
+    // encoder, the explained one ran it again (explanations are not
+    // cached); a repeat is a hit that does not; new data is a miss again.
+    let text = metrics!(&app);
+    assert!(
+        text.contains("forescale_encoder_runs_total{model=\"bilstm\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("forescale_embedding_cache_lookups_total{result=\"miss\"} 1\n"));
+    let req = TestRequest::get().uri("/v1/groups/g/forecast").to_request();
+    let again: Value = test::read_body_json(test::call_service(&app, req).await).await;
+    assert_eq!(again["points"], v["points"]);
+    let text = metrics!(&app);
+    assert!(
+        text.contains("forescale_encoder_runs_total{model=\"bilstm\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("forescale_embedding_cache_lookups_total{result=\"hit_memory\"} 1\n"));
+    let more = json!({"samples": [{"timestamp": 1_700_000_000 + 30 * 300, "features": {"cpu_usage_pct": 90}}]});
+    let req = TestRequest::post()
+        .uri("/v1/groups/g/samples")
+        .set_json(more)
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let req = TestRequest::get().uri("/v1/groups/g/forecast").to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), 200);
+    let text = metrics!(&app);
+    assert!(
+        text.contains("forescale_encoder_runs_total{model=\"bilstm\"} 3\n"),
+        "{text}"
+    );
+
+    // Two replicas sharing Redis: what one encoded, the other reads.
+    let fr = Fixture::new(Kind::Redis, "emb-cache");
+    let forescale::store::Backend::Redis { url, prefix } = fr.backend.clone() else {
+        unreachable!()
+    };
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut st = fr.app_state().await;
+        st.models = ModelRegistry::load_dir(dir.path()).unwrap();
+        st.default_model = "bilstm".into();
+        st.cache = EmbeddingCache::with_redis(100, Duration::from_secs(600), &url, &prefix)
+            .await
+            .unwrap();
+        replicas.push(test::init_service(create_app(web::Data::new(st))).await);
+    }
+    let req = TestRequest::post()
+        .uri("/v1/groups/g/samples")
+        .set_json(json!({ "samples": samples }))
+        .to_request();
+    assert_eq!(test::call_service(&replicas[0], req).await.status(), 200);
+    let mut answers = Vec::new();
+    for r in &replicas {
+        let req = TestRequest::get().uri("/v1/groups/g/forecast").to_request();
+        let v: Value = test::read_body_json(test::call_service(r, req).await).await;
+        answers.push(v["points"].clone());
+    }
+    assert_eq!(answers[0], answers[1]);
+    let second = metrics!(&replicas[1]);
+    assert!(
+        second.contains("forescale_embedding_cache_lookups_total{result=\"hit_redis\"} 1\n"),
+        "{second}"
+    );
+    assert!(
+        !second.contains("forescale_encoder_runs_total{model="),
+        "{second}"
+    );
 }

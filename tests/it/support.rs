@@ -90,6 +90,10 @@ impl Fixture {
             max_body_bytes: 4 << 20,
             default_model: "naive".into(),
             models: forescale::forecast::ModelRegistry::default(),
+            cache: forescale::cache::EmbeddingCache::new(
+                1_000,
+                std::time::Duration::from_secs(600),
+            ),
         }
     }
 }
