@@ -15,6 +15,7 @@ use crate::forecast::{Forecaster, ModelRegistry, NeuralModel, neural};
 use crate::http::{self, AppState};
 use crate::ingest::IngestLimits;
 use crate::metrics::Metrics;
+use crate::plots;
 use crate::replay::{self, ReplayArgs};
 use crate::store::{Backend, StoreConfig, WindowStore};
 
@@ -314,8 +315,22 @@ fn score_and_report(
     out: &std::path::Path,
     dump_to: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<eval::ModelScores>> {
+    // Fan charts follow the last model named (the trained one, usually)
+    // on the three busiest series (by train-segment mean CPU).
+    let featured = models.len().saturating_sub(1);
+    let mut busiest: Vec<(f32, &data::GriddedSeries)> = series
+        .iter()
+        .map(|s| {
+            let y = s.target();
+            let train = &y[..s.split.train_end];
+            (train.iter().sum::<f32>() / train.len().max(1) as f32, s)
+        })
+        .collect();
+    busiest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut fans =
+        plots::FanCollector::new(busiest.iter().take(3).map(|(_, s)| s.id.clone()).collect());
     let mut scores = Vec::new();
-    for m in models {
+    for (i, m) in models.iter().enumerate() {
         let pb = progress(series.len() as u64, m.name());
         let mut dump = match dump_to {
             None => None,
@@ -327,18 +342,47 @@ fn score_and_report(
                 Some(eval::ForecastDump::new(std::io::BufWriter::new(f))?)
             }
         };
-        scores.push(eval::evaluate(
-            m,
-            series,
-            opts,
-            || pb.inc(1),
-            dump.as_mut(),
-        )?);
+        let mut sinks: Vec<&mut dyn eval::ForecastSink> = Vec::new();
+        if let Some(d) = dump.as_mut() {
+            sinks.push(d);
+        }
+        if i == featured {
+            sinks.push(&mut fans);
+        }
+        scores.push(eval::evaluate(m, series, opts, || pb.inc(1), &mut sinks)?);
         if let Some(d) = dump {
             d.finish()?;
         }
         pb.finish();
     }
+    let plot_dir = out.join("plots");
+    std::fs::create_dir_all(&plot_dir)?;
+    plots::calibration(&plot_dir.join("calibration.svg"), &scores)?;
+    if let Some(m) = models.get(featured) {
+        for (_, s) in busiest.iter().take(3) {
+            let Some(f) = fans.forecasts.get(&s.id) else {
+                continue;
+            };
+            let from = s.split.val_end;
+            plots::fan_chart(
+                &plot_dir.join(format!("fan-{}-{}.svg", m.name(), s.id)),
+                &format!("{} on {}: first 2 days of the test segment", m.name(), s.id),
+                &s.target(),
+                from,
+                from + 576,
+                f,
+            )?;
+        }
+        if let Some(w) = mean_attention(m, series, opts.horizon, 2_000) {
+            plots::heatmap(
+                &plot_dir.join(format!("attention-{}.svg", m.name())),
+                &format!("{}: mean feature attention over test windows", m.name()),
+                &w,
+                &crate::domain::FEATURE_NAMES,
+            )?;
+        }
+    }
+    eprintln!("plots: {}", plot_dir.display());
     eval::write_report(out, ctx, opts, &scores)
         .with_context(|| format!("writing the report to {}", out.display()))?;
     println!(
@@ -353,6 +397,44 @@ fn score_and_report(
     }
     println!("report: {}", out.join("report.md").display());
     Ok(scores)
+}
+
+/// Mean feature attention [L][23] of a trained model over test origins
+/// (every `step` steps, at most `max_windows`); `None` for baselines.
+fn mean_attention(
+    model: &Forecaster,
+    series: &[data::GriddedSeries],
+    step: usize,
+    max_windows: usize,
+) -> Option<Vec<Vec<f32>>> {
+    let mut sum: Option<Vec<Vec<f32>>> = None;
+    let mut n = 0usize;
+    'outer: for s in series {
+        let mut t = s.split.val_end;
+        while t < s.window.rows.len() {
+            let e = model.explain(&s.window.rows[..t])?.ok()?;
+            let acc = sum.get_or_insert_with(|| {
+                vec![vec![0.0; e.feature_weights[0].len()]; e.feature_weights.len()]
+            });
+            for (a, r) in acc.iter_mut().zip(&e.feature_weights) {
+                for (x, v) in a.iter_mut().zip(r) {
+                    *x += v;
+                }
+            }
+            n += 1;
+            if n >= max_windows {
+                break 'outer;
+            }
+            t += step;
+        }
+    }
+    let mut w = sum?;
+    for r in &mut w {
+        for x in r.iter_mut() {
+            *x /= n as f32;
+        }
+    }
+    Some(w)
 }
 
 /// Load a dataset and put it on the EVAL.md grid.

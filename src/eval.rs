@@ -54,6 +54,11 @@ pub struct ModelScores {
     pub wql: f64,
     /// Share of points with p10 <= y <= p90.
     pub coverage: f64,
+    /// Share of points at or below each quantile (calibration: ideally
+    /// 0.1, 0.5, 0.9).
+    pub below_p10: f64,
+    pub below_p50: f64,
+    pub below_p90: f64,
     pub mean_width: f64,
     pub r2: f64,
     /// Median wall time of one forecast call (batch 1), microseconds.
@@ -67,6 +72,18 @@ const QS: [f64; 3] = [0.1, 0.5, 0.9];
 fn pinball(q: f64, y: f64, f: f64) -> f64 {
     let d = y - f;
     (q * d).max((q - 1.0) * d)
+}
+
+/// Receives every forecast an evaluation makes.
+pub trait ForecastSink {
+    /// `y`: the actual values of the forecast steps.
+    fn record(
+        &mut self,
+        series: &str,
+        origin: usize,
+        y: &[f32],
+        fc: &QuantileForecast,
+    ) -> csv::Result<()>;
 }
 
 /// Writes every forecast point: `series_id,origin_index,h,y,q10,q50,q90`
@@ -110,20 +127,33 @@ impl<W: Write> ForecastDump<W> {
     }
 }
 
+impl<W: Write> ForecastSink for ForecastDump<W> {
+    fn record(
+        &mut self,
+        series: &str,
+        origin: usize,
+        y: &[f32],
+        fc: &QuantileForecast,
+    ) -> csv::Result<()> {
+        self.write(series, origin, y, fc)
+    }
+}
+
 /// Score one model over every series. `progress` is called after each
-/// series; `dump`, when given, receives every forecast.
-pub fn evaluate<W: Write>(
+/// series; every sink receives every forecast.
+pub fn evaluate(
     model: &Forecaster,
     series: &[GriddedSeries],
     opts: EvalOptions,
     mut progress: impl FnMut(),
-    mut dump: Option<&mut ForecastDump<W>>,
+    sinks: &mut [&mut dyn ForecastSink],
 ) -> csv::Result<ModelScores> {
     let h = opts.horizon;
     let (mut n, mut abs, mut sq, mut sum_abs_y, mut sum_y, mut sum_y2) =
         (0usize, 0.0, 0.0, 0.0, 0.0, 0.0);
     let mut pin = [0.0f64; 3];
     let (mut covered, mut width) = (0usize, 0.0);
+    let mut below = [0usize; 3];
     let mut mase = Vec::new();
     let mut latencies: Vec<f32> = Vec::new();
     let (mut origins, mut skipped) = (0usize, 0usize);
@@ -142,8 +172,8 @@ pub fn evaluate<W: Write>(
                 continue;
             };
             origins += 1;
-            if let Some(d) = dump.as_deref_mut() {
-                d.write(&s.id, t, &y[t..t + h], &fc)?;
+            for sink in sinks.iter_mut() {
+                sink.record(&s.id, t, &y[t..t + h], &fc)?;
             }
             for k in 0..h {
                 let yt = f64::from(y[t + k]);
@@ -160,6 +190,9 @@ pub fn evaluate<W: Write>(
                     pin[i] += pinball(*q, yt, f[i]);
                 }
                 covered += usize::from(f[0] <= yt && yt <= f[2]);
+                for (i, fi) in f.iter().enumerate() {
+                    below[i] += usize::from(yt <= *fi);
+                }
                 width += f[2] - f[0];
                 n += 1;
             }
@@ -192,6 +225,9 @@ pub fn evaluate<W: Write>(
         pinball_q90: pin[2] / nf,
         wql: wql_q.iter().sum::<f64>() / 3.0,
         coverage: covered as f64 / nf,
+        below_p10: below[0] as f64 / nf,
+        below_p50: below[1] as f64 / nf,
+        below_p90: below[2] as f64 / nf,
         mean_width: width / nf,
         r2: if sst > 0.0 { 1.0 - sq / sst } else { f64::NAN },
         latency_batch1_us: quantile(&mut latencies, 0.5).map_or(f64::NAN, f64::from),
@@ -316,7 +352,7 @@ mod tests {
     fn perfect_seasonal_series_scores_zero_for_snaive() {
         let s = series(|i| 10.0 + (i % 288) as f32 / 10.0, 288 * 10);
         let m = Forecaster::by_name("snaive").unwrap();
-        let r = evaluate::<Vec<u8>>(&m, &s, EvalOptions::default(), || (), None).unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || (), &mut []).unwrap();
         assert!(r.origins > 0);
         assert_eq!(r.mae, 0.0);
         assert_eq!(r.wql, 0.0);
@@ -331,7 +367,7 @@ mod tests {
         // y = t / 4 (exact in f32): the naive forecast at horizon k is off by k / 4.
         let s = series(|i| i as f32 * 0.25, 2000);
         let m = Forecaster::by_name("naive").unwrap();
-        let r = evaluate::<Vec<u8>>(&m, &s, EvalOptions::default(), || (), None).unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || (), &mut []).unwrap();
         let expected = (1..=12).map(|k| k as f64 * 0.25).sum::<f64>() / 12.0;
         assert!((r.mae - expected).abs() < 1e-4, "{} vs {expected}", r.mae);
         // The residual band is exact on a ramp, so every point is covered.
@@ -346,7 +382,7 @@ mod tests {
         let s = series(|i| i as f32, 1000);
         let m = Forecaster::by_name("naive").unwrap();
         let mut dump = ForecastDump::new(Vec::new()).unwrap();
-        let r = evaluate(&m, &s, EvalOptions::default(), || (), Some(&mut dump)).unwrap();
+        let r = evaluate(&m, &s, EvalOptions::default(), || (), &mut [&mut dump]).unwrap();
         let text = String::from_utf8(dump.out.into_inner().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "series_id,origin_index,h,y,q10,q50,q90");

@@ -28,6 +28,7 @@ pub mod forecast;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod plots;
 pub mod replay;
 pub mod store;
 pub mod train;

@@ -57,6 +57,8 @@ async fn train_a_tiny_model_then_serve_it() {
         "model.safetensors",
         "README.md",
         "eval/metrics.csv",
+        "eval/plots/calibration.svg",
+        "eval/plots/attention-bilstm.svg",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
