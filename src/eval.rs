@@ -260,6 +260,34 @@ pub struct ReportContext {
     pub command: String,
 }
 
+/// The Markdown table of every score, one row per model.
+pub fn scores_table(scores: &[ModelScores]) -> String {
+    use std::fmt::Write as _;
+    let mut md = String::from(
+        "| model | WQL | MAE | median MASE | coverage 80 | RMSE | mean MASE | pinball | width | R^2 | latency b1 (us) | points |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for s in scores {
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.2} | {:.3} | {:.1} | {} |",
+            s.model,
+            s.wql,
+            s.mae,
+            s.mase_median,
+            s.coverage,
+            s.rmse,
+            s.mase_mean,
+            s.pinball,
+            s.mean_width,
+            s.r2,
+            s.latency_batch1_us,
+            s.points
+        );
+    }
+    md
+}
+
 /// Write `metrics.csv` and `report.md` into `dir`.
 pub fn write_report(
     dir: &Path,
@@ -289,29 +317,7 @@ pub fn write_report(
         ctx.blanked_values
     )?;
     writeln!(md, "Command: `{}`\n", ctx.command)?;
-    writeln!(
-        md,
-        "| model | WQL | MAE | median MASE | coverage 80 | RMSE | mean MASE | pinball | width | R^2 | latency b1 (us) | points |"
-    )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
-    for s in scores {
-        writeln!(
-            md,
-            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.2} | {:.3} | {:.1} | {} |",
-            s.model,
-            s.wql,
-            s.mae,
-            s.mase_median,
-            s.coverage,
-            s.rmse,
-            s.mase_mean,
-            s.pinball,
-            s.mean_width,
-            s.r2,
-            s.latency_batch1_us,
-            s.points
-        )?;
-    }
+    write!(md, "{}", scores_table(scores))?;
     writeln!(
         md,
         "\nMASE scale: mean |y[t] - y[t-{}]| over each series' train segment; {} of {} series have a non-zero scale. \

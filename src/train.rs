@@ -591,26 +591,7 @@ pub fn write_model_card(
         );
     }
     let _ = writeln!(md, "\n## EVAL.md scores (test segments)\n");
-    let _ = writeln!(
-        md,
-        "| model | WQL | MAE | median MASE | coverage 80 | RMSE | mean MASE | width | R^2 | latency b1 (us) |\n|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for s in scores {
-        let _ = writeln!(
-            md,
-            "| {} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.3} | {:.0} |",
-            s.model,
-            s.wql,
-            s.mae,
-            s.mase_median,
-            s.coverage,
-            s.rmse,
-            s.mase_mean,
-            s.mean_width,
-            s.r2,
-            s.latency_batch1_us
-        );
-    }
+    md.push_str(&crate::eval::scores_table(scores));
     let _ = writeln!(
         md,
         "\nLatency b1: median wall time of one forecast call during evaluation (candle op-by-op path, default threads). \
