@@ -1,7 +1,8 @@
 //! Forecast latency of the shipped networks on real windows
-//! (bitbrains-rnd test segments): one window (batch 1), 5,000 windows in
-//! one call and in chunks of 1,000, and the head alone (what an
-//! embedding-cache hit runs).
+//! (bitbrains-rnd test segments), on the fast inference path: one window
+//! (batch 1; also the candle network, for comparison), 5,000 windows in one
+//! call (split across cores) and in chunks of 1,000, and the head alone
+//! (what an embedding-cache hit runs).
 //!
 //! `cargo bench --bench forecast` (threads: candle's default, all cores);
 //! `RAYON_NUM_THREADS=1 cargo bench --bench forecast` for one thread.
@@ -46,6 +47,17 @@ fn latency(c: &mut Criterion) {
         g.throughput(Throughput::Elements(1));
         g.bench_function(BenchmarkId::new("batch", 1), |b| {
             b.iter(|| m.forecast_batch(&inputs[..1]).unwrap())
+        });
+        // The candle op-by-op network on the same window, for comparison.
+        let l = m.lookback();
+        let x1 = candle_core::Tensor::from_vec(
+            inputs[0].values.clone(),
+            (1, l, 23),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        g.bench_function("candle_batch_1", |b| {
+            b.iter(|| m.net.forward(&x1, None).unwrap())
         });
         let emb = m.encode_input(&inputs[0]).unwrap();
         g.bench_function("head_only_cache_hit", |b| {

@@ -13,6 +13,7 @@
 
 mod baseline;
 pub mod bilstm_attention;
+pub mod fast;
 pub mod neural;
 
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use super::bilstm_attention::{BiLstmAttention, Config};
+use super::fast::FastNet;
 use super::{ForecastError, QuantileForecast};
 use crate::domain::{N_FEATURES, TARGET};
 use crate::features::{ModelInput, NormStats, encode};
@@ -66,7 +67,10 @@ pub struct Explanation {
 #[derive(Debug)]
 pub struct NeuralModel {
     pub file: ModelFile,
+    /// The candle network (training, attention weights).
     pub net: BiLstmAttention,
+    /// The same network for fast inference (forecasts, embeddings).
+    pub fast: FastNet,
 }
 
 /// FNV-1a of the bytes, as hex: a stable version id for a weights file.
@@ -102,9 +106,11 @@ impl NeuralModel {
             path: w_path.display().to_string(),
             source,
         })?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+        let fast = FastNet::from_tensors(&file.architecture, &tensors)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let net = BiLstmAttention::new(&file.architecture, vb)?;
-        Ok(Self { file, net })
+        Ok(Self { file, net, fast })
     }
 
     pub fn name(&self) -> &str {
@@ -143,9 +149,16 @@ impl NeuralModel {
         for x in inputs {
             buf.extend_from_slice(&x.values);
         }
-        let x = Tensor::from_vec(buf, (inputs.len(), l, N_FEATURES), &Device::Cpu)?;
-        let q = self.net.forward(&x, None)?.to_vec3::<f32>()?;
-        Ok(q.iter().map(|steps| self.denormalise(steps)).collect())
+        // Threads pay off only for batches; one window stays on this thread.
+        let threads = if inputs.len() >= 64 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            1
+        };
+        let q = self.fast.forward(&buf, threads);
+        Ok(q.chunks_exact(3 * self.horizon())
+            .map(|steps| self.denormalise_flat(steps))
+            .collect())
     }
 
     /// The attention of the network on the last L rows: which features and
@@ -183,15 +196,17 @@ impl NeuralModel {
 
     /// Run the encoder on one input.
     pub fn encode_input(&self, input: &ModelInput) -> Result<Embedding, ModelError> {
-        let x = Tensor::from_vec(
-            input.values.clone(),
-            (1, self.lookback(), N_FEATURES),
-            &Device::Cpu,
-        )?;
-        let e = self.net.encode(&x, None)?;
+        let expected = self.lookback() * N_FEATURES;
+        if input.values.len() != expected {
+            return Err(ModelError::Candle(candle_core::Error::Msg(format!(
+                "input has {} values, the model takes {expected}",
+                input.values.len()
+            ))));
+        }
+        let (embedding, last_cpu) = self.fast.embed(&input.values);
         Ok(Embedding {
-            last_cpu: e.last_cpu.flatten_all()?.to_vec1::<f32>()?[0],
-            embedding: e.embedding.flatten_all()?.to_vec1::<f32>()?,
+            last_cpu,
+            embedding,
         })
     }
 
@@ -201,26 +216,29 @@ impl NeuralModel {
         e: &Embedding,
         horizon: usize,
     ) -> Result<QuantileForecast, ForecastError> {
-        let model_err = |e: candle_core::Error| ForecastError::Model(e.to_string());
-        let z = Tensor::from_vec(e.embedding.clone(), (1, e.embedding.len()), &Device::Cpu)
-            .map_err(model_err)?;
-        let last = Tensor::from_vec(vec![e.last_cpu], (1, 1), &Device::Cpu).map_err(model_err)?;
-        let q = self
-            .net
-            .head(&z, &last)
-            .and_then(|q| q.squeeze(0)?.to_vec2::<f32>())
-            .map_err(model_err)?;
-        let mut f = self.denormalise(&q);
+        if e.embedding.len() != self.file.architecture.embedding_dim() {
+            return Err(ForecastError::Model(format!(
+                "embedding has {} values, the model makes {}",
+                e.embedding.len(),
+                self.file.architecture.embedding_dim()
+            )));
+        }
+        let mut q = vec![0.0; 3 * self.horizon()];
+        self.fast.head(&e.embedding, e.last_cpu, &mut q);
+        let mut f = self.denormalise_flat(&q);
         f.truncate(horizon);
         Ok(f)
     }
 
-    /// Normalised quantiles [H][3] -> CPU %, clamped at 0 (monotone, so the
-    /// order p10 <= p50 <= p90 is kept).
-    fn denormalise(&self, steps: &[Vec<f32>]) -> QuantileForecast {
+    /// Normalised quantiles, flat [H * 3] -> CPU %, clamped at 0
+    /// (monotone, so the order p10 <= p50 <= p90 is kept).
+    fn denormalise_flat(&self, q: &[f32]) -> QuantileForecast {
         let (mean, std) = (self.file.norm.mean[TARGET], self.file.norm.std[TARGET]);
-        let de =
-            |k: usize| -> Vec<f32> { steps.iter().map(|s| (s[k] * std + mean).max(0.0)).collect() };
+        let de = |k: usize| -> Vec<f32> {
+            q.chunks_exact(3)
+                .map(|s| (s[k] * std + mean).max(0.0))
+                .collect()
+        };
         QuantileForecast {
             p10: de(0),
             p50: de(1),

@@ -204,3 +204,50 @@ async fn train_a_tiny_model_then_serve_it() {
         "{second}"
     );
 }
+
+/// The shipped models: the fast path equals the candle network on real
+/// windows (the random-weight unit test covers the arithmetic; this covers
+/// the weights as loaded from `models/`).
+#[test]
+fn shipped_models_fast_path_equals_candle() {
+    use candle_core::{Device, Tensor};
+    use forescale::data::{DatasetSource, load, prepare};
+    use forescale::forecast::NeuralModel;
+
+    let (raw, _) =
+        load(&DatasetSource::parse("nab-aws-cloudwatch", &shared_data()).unwrap()).unwrap();
+    let series = prepare(&raw, 300);
+    for name in ["bilstm", "lstm"] {
+        let m = NeuralModel::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(name),
+        )
+        .unwrap();
+        let l = m.lookback();
+        let mut xs = Vec::new();
+        for s in &series {
+            for t in (l..s.window.rows.len()).step_by(997).take(3) {
+                xs.extend(m.input(&s.window.rows[..t]).values);
+            }
+        }
+        let n = xs.len() / (l * 23);
+        let x = Tensor::from_vec(xs.clone(), (n, l, 23), &Device::Cpu).unwrap();
+        let want = m
+            .net
+            .forward(&x, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let got = m.fast.forward(&xs, 2);
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{name}: largest difference {worst}");
+    }
+}
