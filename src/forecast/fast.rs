@@ -2,8 +2,16 @@
 //! arithmetic in plain loops over preallocated buffers. Per step the four
 //! gate matmuls are one fused pass over a transposed weight matrix (inner
 //! loops run over contiguous rows of 4H, so they vectorise), no tensor is
-//! allocated per op, and a batch of windows is split across threads.
+//! allocated per op, and a batch of windows can be split across threads.
 //! A test holds it equal to the candle model.
+//!
+//! Measured here (benches/forecast.rs): one window 0.4 ms against candle's
+//! 1.6 ms, the head alone 2.3 us; but 5,000 windows take 1.8 s against
+//! candle's 1.2 s, because these loops take one window at a time and do not
+//! use FMA or wide vectors (the build targets baseline x86-64).
+//! `NeuralModel::forecast_batch` therefore uses this path for small batches
+//! and candle for large ones. Next: blocks of windows per weight row and
+//! runtime SIMD dispatch.
 
 use std::collections::HashMap;
 
