@@ -101,27 +101,6 @@ impl<W: Write> ForecastDump<W> {
         Ok(Self { out })
     }
 
-    fn write(
-        &mut self,
-        id: &str,
-        origin: usize,
-        y: &[f32],
-        fc: &QuantileForecast,
-    ) -> csv::Result<()> {
-        for (k, yk) in y.iter().enumerate() {
-            self.out.write_record([
-                id.to_owned(),
-                origin.to_string(),
-                (k + 1).to_string(),
-                yk.to_string(),
-                fc.p10[k].to_string(),
-                fc.p50[k].to_string(),
-                fc.p90[k].to_string(),
-            ])?;
-        }
-        Ok(())
-    }
-
     pub fn finish(mut self) -> std::io::Result<()> {
         self.out.flush()
     }
@@ -135,7 +114,18 @@ impl<W: Write> ForecastSink for ForecastDump<W> {
         y: &[f32],
         fc: &QuantileForecast,
     ) -> csv::Result<()> {
-        self.write(series, origin, y, fc)
+        for (k, yk) in y.iter().enumerate() {
+            self.out.write_record([
+                series.to_owned(),
+                origin.to_string(),
+                (k + 1).to_string(),
+                yk.to_string(),
+                fc.p10[k].to_string(),
+                fc.p50[k].to_string(),
+                fc.p90[k].to_string(),
+            ])?;
+        }
+        Ok(())
     }
 }
 
@@ -237,7 +227,7 @@ pub fn evaluate(
 
 /// Mean |y[t] - y[t - season]| over the train segment; `None` when zero or
 /// too short.
-fn mase_scale(train: &[f32], season: usize) -> Option<f64> {
+pub(crate) fn mase_scale(train: &[f32], season: usize) -> Option<f64> {
     if train.len() <= season {
         return None;
     }

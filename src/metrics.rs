@@ -81,10 +81,6 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn samples_accepted(&self) -> u64 {
-        self.samples_accepted.load(Ordering::Relaxed)
-    }
-
     /// Render everything, plus the gauges the caller knows.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();

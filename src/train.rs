@@ -24,7 +24,9 @@ use serde::Serialize;
 
 use crate::data::GriddedSeries;
 use crate::domain::{N_FEATURES, TARGET};
+use crate::eval::mase_scale;
 use crate::features::{NormStats, encode};
+use crate::forecast::DAY_STEPS;
 use crate::forecast::bilstm_attention::{
     BiLstmAttention, Config, MaskSource, pinball_loss, weighted_pinball_loss,
 };
@@ -168,15 +170,7 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
                 .iter()
                 .map(|v| (v - stats.mean[TARGET]) / stats.std[TARGET])
                 .collect();
-            let train = &y_raw[..s.split.train_end];
-            let scale = (train.len() > 288)
-                .then(|| {
-                    (288..train.len())
-                        .map(|t| f64::from((train[t] - train[t - 288]).abs()))
-                        .sum::<f64>()
-                        / (train.len() - 288) as f64
-                })
-                .filter(|d| *d > 0.0);
+            let scale = mase_scale(&y_raw[..s.split.train_end], DAY_STEPS);
             Prepared {
                 x,
                 y_norm,
@@ -594,7 +588,7 @@ pub fn write_model_card(
     md.push_str(&crate::eval::scores_table(scores));
     let _ = writeln!(
         md,
-        "\nLatency b1: median wall time of one forecast call during evaluation (candle op-by-op path, default threads). \
+        "\nLatency b1: median wall time of one forecast call during evaluation on this machine. \
          Full report: `eval/report.md`. Reproduce the scores: `forescale evaluate --dataset {} --models naive,snaive,{}`.",
         t["dataset"].as_str().unwrap_or("?"),
         file.model

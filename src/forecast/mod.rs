@@ -194,10 +194,6 @@ impl ModelRegistry {
         Ok(Self { neural })
     }
 
-    pub fn insert(&mut self, model: NeuralModel) {
-        self.neural.insert(model.name().to_owned(), Arc::new(model));
-    }
-
     /// A model by name: a baseline or a loaded network.
     pub fn get(&self, name: &str) -> Option<Forecaster> {
         Forecaster::by_name(name).or_else(|| self.neural.get(name).cloned().map(Forecaster::Neural))

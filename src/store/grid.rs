@@ -67,12 +67,6 @@ impl MetricWindow {
             .filter(|r| r.state == RowState::Interpolated)
             .count()
     }
-
-    /// Keep only the last `n` rows.
-    pub fn keep_last(&mut self, n: usize) {
-        let drop = self.rows.len().saturating_sub(n);
-        self.rows.drain(..drop);
-    }
 }
 
 /// Grid settings.
