@@ -1,11 +1,14 @@
 //! Forecast latency of the shipped networks on real windows
-//! (bitbrains-rnd test segments), on the fast inference path: one window
-//! (batch 1; also the candle network, for comparison), 5,000 windows in one
-//! call (split across cores) and in chunks of 1,000, and the head alone
-//! (what an embedding-cache hit runs).
+//! (bitbrains-rnd test segments), on the fast inference path that serving
+//! and evaluation use:
+//! - `batch/1`: one window, one thread (what a forecast request runs);
+//!   `candle_batch_1`: the candle network on the same window (candle's
+//!   default threading), for comparison;
+//! - `head_only_cache_hit`: the head alone (an embedding-cache hit);
+//! - `batch/5000`: 5,000 windows in one call, split across all cores;
+//!   `batch_5000_one_thread`: the same on one thread.
 //!
-//! `cargo bench --bench forecast` (threads: candle's default, all cores);
-//! `RAYON_NUM_THREADS=1 cargo bench --bench forecast` for one thread.
+//! `cargo bench --bench forecast`
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
@@ -38,12 +41,12 @@ fn windows(model: &NeuralModel, n: usize) -> Vec<ModelInput> {
 
 fn latency(c: &mut Criterion) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for name in ["bilstm", "lstm"] {
         let m = NeuralModel::load(&models.join(name)).unwrap();
         let inputs = windows(&m, 5_000);
-        let mut g = c.benchmark_group(format!("forecast_{name}_threads_{threads}"));
-        g.sample_size(20);
+        let mut g = c.benchmark_group(format!("forecast_{name}_{cores}_cores"));
+        g.sample_size(100); // EVAL.md: median of at least 100 runs
         g.throughput(Throughput::Elements(1));
         g.bench_function(BenchmarkId::new("batch", 1), |b| {
             b.iter(|| m.forecast_batch(&inputs[..1]).unwrap())
@@ -63,18 +66,14 @@ fn latency(c: &mut Criterion) {
         g.bench_function("head_only_cache_hit", |b| {
             b.iter(|| m.forecast_from(&emb, 12).unwrap())
         });
-        g.sample_size(10);
+        g.sample_size(100);
         g.throughput(Throughput::Elements(5_000));
         g.bench_function(BenchmarkId::new("batch", 5_000), |b| {
             b.iter(|| m.forecast_batch(&inputs).unwrap())
         });
-        g.bench_function("batch_5000_in_chunks_of_1000", |b| {
-            b.iter(|| {
-                inputs
-                    .chunks(1_000)
-                    .map(|c| m.forecast_batch(c).unwrap().len())
-                    .sum::<usize>()
-            })
+        let flat: Vec<f32> = inputs.iter().flat_map(|x| x.values.clone()).collect();
+        g.bench_function("batch_5000_one_thread", |b| {
+            b.iter(|| m.fast.forward(&flat, 1))
         });
         g.finish();
     }

@@ -9,8 +9,9 @@
 //! fingerprint (a hash of the encoded input) makes a late sample that
 //! changes an earlier step of the window a miss instead of a stale hit.
 //!
-//! Redis key: `{prefix}:emb:{model}:{version}:{group}:{end}:{fingerprint}`,
-//! value: little-endian f32s (`last_cpu` then the embedding), `EX` = TTL.
+//! Redis key: `{prefix}:emb2:{model}:{version}:{group}:{end}:{fingerprint}`,
+//! value: little-endian f32s (`last_cpu`, `scale`, then the embedding),
+//! `EX` = TTL. (`emb2`: the layout with `scale`.)
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,22 +24,25 @@ use crate::features::ModelInput;
 use crate::forecast::Embedding as CachedEmbedding;
 
 fn to_bytes(e: &CachedEmbedding) -> Vec<u8> {
-    std::iter::once(e.last_cpu)
+    [e.last_cpu, e.scale]
+        .into_iter()
         .chain(e.embedding.iter().copied())
         .flat_map(f32::to_le_bytes)
         .collect()
 }
 
 fn from_bytes(b: &[u8]) -> Option<CachedEmbedding> {
-    if b.len() < 8 || !b.len().is_multiple_of(4) {
+    if b.len() < 12 || !b.len().is_multiple_of(4) {
         return None;
     }
     let mut v = b
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let last_cpu = v.next()?;
+    let scale = v.next()?;
     Some(CachedEmbedding {
         last_cpu,
+        scale,
         embedding: v.collect(),
     })
 }
@@ -72,7 +76,7 @@ impl CacheKey {
 
     fn redis_key(&self, prefix: &str) -> String {
         format!(
-            "{prefix}:emb:{}:{}:{}:{}:{:016x}",
+            "{prefix}:emb2:{}:{}:{}:{}:{:016x}",
             self.model, self.version, self.group, self.window_end, self.fingerprint
         )
     }
@@ -267,6 +271,7 @@ mod tests {
     fn emb(x: f32) -> CachedEmbedding {
         CachedEmbedding {
             last_cpu: x,
+            scale: 1.0 + x,
             embedding: vec![x, x + 1.0],
         }
     }

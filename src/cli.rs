@@ -529,6 +529,17 @@ pub struct TrainArgs {
     /// scale / own scale, clipped to [0.1, 10]) so near-idle series count.
     #[arg(long, env = "FORESCALE_TRAIN_SCALE_WEIGHTING")]
     pub scale_weighting: bool,
+    /// Head in units of each window's own CPU volatility (see
+    /// `Config::window_scale`). Off by default: on validation it gave a
+    /// lower median MASE but a higher MAE (models/README.md).
+    #[arg(long, env = "FORESCALE_TRAIN_WINDOW_SCALE", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub window_scale: bool,
+    /// Model log(1 + cpu) instead of CPU % (quantiles are kept; errors
+    /// weigh relatively, so near-idle series count).
+    #[arg(long, env = "FORESCALE_TRAIN_LOG_TARGET", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub log_target: bool,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -551,6 +562,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         windows_per_epoch: args.windows_per_epoch,
         hidden: args.hidden,
         scale_weighting: args.scale_weighting,
+        window_scale: args.window_scale,
+        log_target: args.log_target,
         ..crate::train::TrainOptions::default()
     };
     let trained = crate::train::train(&series, &opts, true)?;
@@ -581,6 +594,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             "seconds": trained.seconds,
             "best_epoch": trained.best_epoch,
             "best_val_mae": trained.best_val_mae,
+            "naive_val_mae": trained.naive_val.0,
+            "naive_val_mase_median": trained.naive_val.1,
             "train_windows": trained.train_windows,
             "val_origins": trained.val_windows,
             "log": trained.log,

@@ -14,7 +14,7 @@
 use chrono::{Datelike, Timelike};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{N_FEATURES, N_MEASURED};
+use crate::domain::{N_FEATURES, N_MEASURED, TARGET};
 use crate::store::{MetricWindow, WindowRow};
 
 /// Per-feature mean and standard deviation, in model order.
@@ -22,6 +22,14 @@ use crate::store::{MetricWindow, WindowRow};
 pub struct NormStats {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// The target (CPU %) is modelled as log(1 + cpu): `mean`/`std` of the
+    /// target are then those of the log, and forecasts go back through
+    /// exp(v) - 1. Quantiles survive a monotone map, so the model still
+    /// predicts the quantiles of CPU itself; what changes is the weight of
+    /// errors: relative, so a near-idle series counts as much as a busy
+    /// one. Off (older models): CPU as it is.
+    #[serde(default)]
+    pub log_target: bool,
 }
 
 /// Smallest standard deviation used; a constant feature is divided by 1.
@@ -33,12 +41,44 @@ impl NormStats {
         Self {
             mean: vec![0.0; N_FEATURES],
             std: vec![1.0; N_FEATURES],
+            log_target: false,
         }
+    }
+
+    /// A raw value of feature `j` before z-scoring (the log for the
+    /// target when `log_target`).
+    pub fn transform(&self, j: usize, x: f32) -> f32 {
+        if self.log_target && j == TARGET {
+            x.max(0.0).ln_1p()
+        } else {
+            x
+        }
+    }
+
+    /// Raw value of feature `j` -> model scale.
+    pub fn normalise(&self, j: usize, x: f32) -> f32 {
+        (self.transform(j, x) - self.mean[j]) / self.std[j]
+    }
+
+    /// A normalised target back to CPU %, clamped at 0 (monotone, so the
+    /// order of quantiles is kept).
+    pub fn denormalise_target(&self, z: f32) -> f32 {
+        let v = z * self.std[TARGET] + self.mean[TARGET];
+        if self.log_target { v.exp_m1() } else { v }.max(0.0)
     }
 
     /// Fit on rows (typically every training row of every series). A feature
     /// never seen keeps mean 0 and std 1.
     pub fn fit<'a>(rows: impl IntoIterator<Item = &'a WindowRow>) -> Self {
+        Self::fit_with(rows, false)
+    }
+
+    /// Fit, with the target as log(1 + cpu) when `log_target`.
+    pub fn fit_with<'a>(rows: impl IntoIterator<Item = &'a WindowRow>, log_target: bool) -> Self {
+        let t = Self {
+            log_target,
+            ..Self::identity()
+        };
         // Welford, in f64.
         let mut n = [0u64; N_FEATURES];
         let mut mean = [0f64; N_FEATURES];
@@ -46,7 +86,7 @@ impl NormStats {
         for row in rows {
             for (j, v) in row_features(row).iter().enumerate() {
                 if let Some(x) = v {
-                    let x = f64::from(*x);
+                    let x = f64::from(t.transform(j, *x));
                     n[j] += 1;
                     let d = x - mean[j];
                     mean[j] += d / n[j] as f64;
@@ -54,7 +94,7 @@ impl NormStats {
                 }
             }
         }
-        let mut out = Self::identity();
+        let mut out = t;
         for j in 0..N_FEATURES {
             if n[j] > 0 {
                 out.mean[j] = mean[j] as f32;
@@ -123,7 +163,7 @@ pub fn encode(window: &MetricWindow, stats: &NormStats, steps: usize) -> ModelIn
         let base = (pad + i) * N_FEATURES;
         for (j, v) in row_features(row).iter().enumerate() {
             if let Some(x) = v {
-                values[base + j] = (x - stats.mean[j]) / stats.std[j];
+                values[base + j] = stats.normalise(j, *x);
                 mask[base + j] = 1.0;
             }
         }

@@ -92,6 +92,10 @@ pub struct TrainOptions {
     /// seasonal difference, the MASE denominator), so near-idle series
     /// count as much as bursty ones. Off: every window weighs the same.
     pub scale_weighting: bool,
+    /// Head in units of the window's volatility ([`Config::window_scale`]).
+    pub window_scale: bool,
+    /// Model log(1 + cpu) ([`NormStats::log_target`]).
+    pub log_target: bool,
 }
 
 impl Default for TrainOptions {
@@ -110,6 +114,8 @@ impl Default for TrainOptions {
             windows_per_epoch: 32_768,
             hidden: 64,
             scale_weighting: false,
+            window_scale: false,
+            log_target: false,
         }
     }
 }
@@ -135,6 +141,8 @@ pub struct Trained {
     pub log: Vec<EpochLog>,
     pub best_epoch: usize,
     pub best_val_mae: f64,
+    /// Naive (last value) on the same validation origins: (MAE, median MASE).
+    pub naive_val: (f64, f64),
     pub seconds: f64,
     pub train_windows: usize,
     pub val_windows: usize,
@@ -166,10 +174,7 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
             let n = s.window.rows.len();
             let x = encode(&s.window, stats, n).values;
             let y_raw = s.target();
-            let y_norm = y_raw
-                .iter()
-                .map(|v| (v - stats.mean[TARGET]) / stats.std[TARGET])
-                .collect();
+            let y_norm = y_raw.iter().map(|v| stats.normalise(TARGET, *v)).collect();
             let scale = mase_scale(&y_raw[..s.split.train_end], DAY_STEPS);
             Prepared {
                 x,
@@ -273,7 +278,7 @@ fn val_metrics(
         let q = net.forward(&x, None)?.to_vec3::<f32>()?;
         for (&(s, t), steps) in chunk.iter().zip(&q) {
             for (k, step) in steps.iter().enumerate() {
-                let p50 = (step[1] * stats.std[TARGET] + stats.mean[TARGET]).max(0.0);
+                let p50 = stats.denormalise_target(step[1]);
                 let e = f64::from((data[s].y_raw[t + k] - p50).abs());
                 sum += e;
                 n += 1;
@@ -289,6 +294,30 @@ fn val_metrics(
         .collect();
     let median = crate::forecast::quantile(&mut mase, 0.5).map_or(f64::NAN, f64::from);
     Ok((sum / n.max(1) as f64, median))
+}
+
+/// The naive forecast (last value) on the same validation origins: the
+/// reference a trained network has to beat, printed with the log.
+fn naive_val_metrics(data: &[Prepared], origins: &[Origin], h: usize) -> (f64, f64) {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    let mut per_series = vec![(0.0f64, 0usize); data.len()];
+    for &(s, t) in origins {
+        let last = data[s].y_raw[t - 1];
+        for k in 0..h {
+            let e = f64::from((data[s].y_raw[t + k] - last).abs());
+            sum += e;
+            n += 1;
+            per_series[s].0 += e;
+            per_series[s].1 += 1;
+        }
+    }
+    let mut mase: Vec<f32> = per_series
+        .iter()
+        .zip(data)
+        .filter_map(|((e, n), d)| Some((*e / (*n).max(1) as f64 / d.scale?) as f32))
+        .collect();
+    let median = crate::forecast::quantile(&mut mase, 0.5).map_or(f64::NAN, f64::from);
+    (sum / n.max(1) as f64, median)
 }
 
 /// Per-series loss weights: median scale / scale, clipped to [0.1, 10].
@@ -327,11 +356,13 @@ pub fn train(
     let mut cfg = Config::paper(opts.lookback, opts.bidirectional);
     cfg.hidden = opts.hidden;
     cfg.attention_dim = opts.hidden;
+    cfg.window_scale = opts.window_scale;
     let (l, h) = (cfg.lookback, cfg.horizon);
-    let stats = NormStats::fit(
+    let stats = NormStats::fit_with(
         series
             .iter()
             .flat_map(|s| &s.window.rows[..s.split.train_end]),
+        opts.log_target,
     );
     let data = prepare(series, &stats);
     let weights = opts.scale_weighting.then(|| series_weights(&data));
@@ -373,7 +404,12 @@ pub fn train(
     let (mut best, mut best_epoch, mut since_best) = (f64::INFINITY, 0usize, 0usize);
     let mut best_weights = snapshot(&varmap)?;
     let mut step = 0usize;
+    let naive_val = naive_val_metrics(&data, &val_origins, h);
     if show_progress {
+        eprintln!(
+            "naive on the validation origins: MAE {:.4}, median MASE {:.4}",
+            naive_val.0, naive_val.1
+        );
         eprintln!(
             "training {} (L={l}, H={h}): {} train windows, {} validation origins, {per_epoch} batches of {} per epoch",
             if opts.bidirectional { "bilstm" } else { "lstm" },
@@ -473,6 +509,7 @@ pub fn train(
         log,
         best_epoch,
         best_val_mae: best,
+        naive_val,
         seconds: started.elapsed().as_secs_f64(),
         train_windows: train_origins.len(),
         val_windows: val_origins.len(),
@@ -571,6 +608,11 @@ pub fn write_model_card(
         trained.best_epoch,
         trained.best_val_mae,
         trained.seconds
+    );
+    let _ = writeln!(
+        md,
+        "- Reference on the same validation origins: naive (last value) MAE {:.4}, median MASE {:.4}.",
+        trained.naive_val.0, trained.naive_val.1
     );
     let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
     let _ = writeln!(

@@ -6,8 +6,10 @@
 //!   --2-layer LSTM, 64 per direction (bi: concat fwd|bwd = 128)--> h [B, L, D]
 //!   --temporal attention: beta = softmax_t(v . tanh(W_a h_t + b_a))--> ctx [B, D]
 //!   z = [ctx | h_L]  (the encoder output, cached per window)
-//!   head: Linear(2D -> 3H) -> per step (a, m, b):
-//!     p50 = x_L[cpu] + m,  p10 = p50 - softplus(a),  p90 = p50 + softplus(b)
+//!   head: Linear(2D -> 3H) -> per step (a, m, b), s = the window's scale:
+//!     p50 = x_L[cpu] + s m,  p10 = p50 - s softplus(a),  p90 = p50 + s softplus(b)
+//!   s = mean_t |cpu_t - cpu_{t-1}| + 0.02 over the look-back (1 for models
+//!   trained without `window_scale`)
 //! ```
 //! Quantiles never cross, by construction. The median is a correction of
 //! the last observed (normalised) CPU, so the network starts from the naive
@@ -42,7 +44,18 @@ pub struct Config {
     /// Forecast steps H.
     pub horizon: usize,
     pub dropout: f32,
+    /// Head in units of the window's own CPU volatility: corrections and
+    /// interval half-widths are multiplied by s = mean |step change of
+    /// CPU| over the look-back + [`SCALE_FLOOR`] (normalised units), so a
+    /// quiet series gets small corrections and narrow intervals and a
+    /// bursty one wide ones. Off (older models): s = 1.
+    #[serde(default)]
+    pub window_scale: bool,
 }
+
+/// Added to the window's volatility (normalised CPU units; about 0.4 CPU
+/// points with Bitbrains' statistics), so a flat window still gets room.
+pub const SCALE_FLOOR: f32 = 0.02;
 
 impl Config {
     /// Table 8 of seed 003, with a chosen look-back.
@@ -56,6 +69,7 @@ impl Config {
             lookback,
             horizon: 12,
             dropout: 0.3,
+            window_scale: true,
         }
     }
 
@@ -85,6 +99,17 @@ fn tanh(x: &Tensor) -> Result<Tensor> {
 /// Numerically stable softplus: relu(x) + log(1 + exp(-|x|)).
 fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+}
+
+/// The head's unit per window, [B, 1] (see [`Config::window_scale`]).
+pub fn window_scale(cfg: &Config, x: &Tensor) -> Result<Tensor> {
+    let (b, l, _) = x.dims3()?;
+    if !cfg.window_scale || l < 2 {
+        return Tensor::ones((b, 1), x.dtype(), x.device());
+    }
+    let cpu = x.narrow(2, 0, 1)?.squeeze(2)?;
+    let d = (cpu.narrow(1, 1, l - 1)? - cpu.narrow(1, 0, l - 1)?)?.abs()?;
+    d.mean_keepdim(1)? + f64::from(SCALE_FLOOR)
 }
 
 /// One direction of one LSTM layer (PyTorch parameter layout).
@@ -215,6 +240,8 @@ pub struct Encoded {
     pub embedding: Tensor,
     /// Normalised CPU of the last input step, [B, 1].
     pub last_cpu: Tensor,
+    /// The head's unit, [B, 1] ([`window_scale`]).
+    pub scale: Tensor,
     /// Feature attention, [B, L, 23].
     pub feature_weights: Tensor,
     /// Temporal attention, [B, L].
@@ -289,29 +316,34 @@ impl BiLstmAttention {
         Ok(Encoded {
             embedding: z,
             last_cpu: x.narrow(1, l - 1, 1)?.narrow(2, 0, 1)?.reshape((b, 1))?,
+            scale: window_scale(&self.cfg, x)?,
             feature_weights: alpha,
             step_weights: beta,
         })
     }
 
-    /// The head: (z [B, 2D], last_cpu [B, 1]) -> quantiles [B, H, 3]
-    /// (p10, p50, p90), normalised.
-    pub fn head(&self, embedding: &Tensor, last_cpu: &Tensor) -> Result<Tensor> {
+    /// The head: (z [B, 2D], last_cpu [B, 1], scale [B, 1]) -> quantiles
+    /// [B, H, 3] (p10, p50, p90), normalised.
+    pub fn head(&self, embedding: &Tensor, last_cpu: &Tensor, scale: &Tensor) -> Result<Tensor> {
         let b = embedding.dim(0)?;
         let o = self
             .head
             .forward(embedding)?
             .reshape((b, self.cfg.horizon, 3))?;
-        let p50 = o.narrow(2, 1, 1)?.broadcast_add(&last_cpu.unsqueeze(2)?)?;
-        let lo = (&p50 - softplus(&o.narrow(2, 0, 1)?)?)?;
-        let hi = (&p50 + softplus(&o.narrow(2, 2, 1)?)?)?;
+        let s = scale.unsqueeze(2)?;
+        let p50 = o
+            .narrow(2, 1, 1)?
+            .broadcast_mul(&s)?
+            .broadcast_add(&last_cpu.unsqueeze(2)?)?;
+        let lo = (&p50 - softplus(&o.narrow(2, 0, 1)?)?.broadcast_mul(&s)?)?;
+        let hi = (&p50 + softplus(&o.narrow(2, 2, 1)?)?.broadcast_mul(&s)?)?;
         Tensor::cat(&[&lo, &p50, &hi], 2)
     }
 
     /// Encoder then head.
     pub fn forward(&self, x: &Tensor, dropout: Option<&mut dyn MaskSource>) -> Result<Tensor> {
         let e = self.encode(x, dropout)?;
-        self.head(&e.embedding, &e.last_cpu)
+        self.head(&e.embedding, &e.last_cpu, &e.scale)
     }
 }
 
@@ -342,5 +374,59 @@ pub fn weighted_pinball_loss(
     match total {
         Some(t) => t / 3.0,
         None => candle_core::bail!("no quantiles"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::fast::FastNet;
+    use candle_core::{DType, Device};
+
+    /// Parity with an independent PyTorch implementation (stock
+    /// `nn.LSTM`), fixtures exported by
+    /// `notebooks/bilstm_attention_reference.py`:
+    ///
+    /// ```python
+    /// torch.manual_seed(seed)
+    /// net = BiLstmAttention(cfg).eval()   # hidden 8, lookback 7, horizon 4
+    /// x = torch.randn(5, 7, 23)
+    /// y = net(x)                          # [5, 4, 3]: p10, p50, p90
+    /// save_file(net.state_dict(), "model.safetensors")
+    /// save_file({"input": x, "output": y}, "io.safetensors")
+    /// ```
+    #[test]
+    fn matches_the_pytorch_reference() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+        for name in ["bilstm", "lstm", "bilstm-unscaled"] {
+            let dir = root.join(name);
+            let cfg: Config =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                    .unwrap();
+            let weights =
+                candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
+                    .unwrap();
+            let io =
+                candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+            let (x, want) = (&io["input"], &io["output"]);
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let fast = FastNet::from_tensors(&cfg, &weights).unwrap();
+            let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
+            let net = BiLstmAttention::new(&cfg, vb).unwrap();
+            let got = net
+                .forward(x, None)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let got_fast = fast.forward(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), 1);
+            assert_eq!(got.len(), want.len());
+            assert_eq!(got_fast.len(), want.len());
+            for ((g, f), w) in got.iter().zip(&got_fast).zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{name}: candle {g} vs torch {w}");
+                assert!((f - w).abs() < 1e-4, "{name}: fast {f} vs torch {w}");
+            }
+        }
     }
 }

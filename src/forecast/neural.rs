@@ -17,8 +17,9 @@ use crate::domain::{N_FEATURES, TARGET};
 use crate::features::{ModelInput, NormStats, encode};
 use crate::store::{MetricWindow, WindowRow};
 
-/// From this many windows on, a batch runs on candle's batched matmuls.
-const LARGE_BATCH: usize = 256;
+/// From this many windows on, a batch is split across all cores (below,
+/// thread start-up costs more than it saves).
+const PARALLEL_BATCH: usize = 64;
 
 /// `config.json` of a model folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,8 @@ pub enum ModelError {
 pub struct Embedding {
     /// Normalised CPU of the last input step.
     pub last_cpu: f32,
+    /// The head's unit for this window (`Config::window_scale`).
+    pub scale: f32,
     /// z = [context | last step].
     pub embedding: Vec<f32>,
 }
@@ -152,25 +155,12 @@ impl NeuralModel {
         for x in inputs {
             buf.extend_from_slice(&x.values);
         }
-        // Measured (benches/forecast.rs): the plain loops win for small
-        // batches (one window: 0.4 ms against 1.6 ms), candle's batched
-        // matmuls win for large ones (5,000: 1.2 s against 1.8 s).
-        let q = if inputs.len() < LARGE_BATCH {
-            self.fast.forward(&buf, 1)
+        let threads = if inputs.len() >= PARALLEL_BATCH {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
-            let mut q = Vec::with_capacity(inputs.len() * 3 * self.horizon());
-            for chunk in buf.chunks(1_000 * l * N_FEATURES) {
-                let n = chunk.len() / (l * N_FEATURES);
-                let x = Tensor::from_vec(chunk.to_vec(), (n, l, N_FEATURES), &Device::Cpu)?;
-                q.extend(
-                    self.net
-                        .forward(&x, None)?
-                        .flatten_all()?
-                        .to_vec1::<f32>()?,
-                );
-            }
-            q
+            1
         };
+        let q = self.fast.forward(&buf, threads);
         Ok(q.chunks_exact(3 * self.horizon())
             .map(|steps| self.denormalise_flat(steps))
             .collect())
@@ -218,9 +208,10 @@ impl NeuralModel {
                 input.values.len()
             ))));
         }
-        let (embedding, last_cpu) = self.fast.embed(&input.values);
+        let (embedding, last_cpu, scale) = self.fast.embed(&input.values);
         Ok(Embedding {
             last_cpu,
+            scale,
             embedding,
         })
     }
@@ -239,7 +230,7 @@ impl NeuralModel {
             )));
         }
         let mut q = vec![0.0; 3 * self.horizon()];
-        self.fast.head(&e.embedding, e.last_cpu, &mut q);
+        self.fast.head(&e.embedding, e.last_cpu, e.scale, &mut q);
         let mut f = self.denormalise_flat(&q);
         f.truncate(horizon);
         Ok(f)
@@ -248,10 +239,10 @@ impl NeuralModel {
     /// Normalised quantiles, flat [H * 3] -> CPU %, clamped at 0
     /// (monotone, so the order p10 <= p50 <= p90 is kept).
     fn denormalise_flat(&self, q: &[f32]) -> QuantileForecast {
-        let (mean, std) = (self.file.norm.mean[TARGET], self.file.norm.std[TARGET]);
+        let norm = &self.file.norm;
         let de = |k: usize| -> Vec<f32> {
             q.chunks_exact(3)
-                .map(|s| (s[k] * std + mean).max(0.0))
+                .map(|s| norm.denormalise_target(s[k]))
                 .collect()
         };
         QuantileForecast {
