@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project, on a fresh machine: installs and starts what
-# the tests need (Redis), then runs format, lint and the test suites.
+# the tests need (Redis; moto, the AWS API emulator, from PyPI into a venv),
+# then runs format, lint and the test suites. Nothing reaches AWS.
 #
 #   scripts/test.sh
 #
@@ -17,6 +18,11 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 step "services"
 scripts/ensure-redis.sh
 export FORESCALE_TEST_REDIS_URL="${FORESCALE_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+scripts/ensure-moto.sh
+export FORESCALE_TEST_MOTO_URL="${FORESCALE_TEST_MOTO_URL:-http://127.0.0.1:${FORESCALE_MOTO_PORT:-5000}}"
+# The SDK's standard chain must never find real credentials in tests.
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN
 
 if [ ! -d ../shared/data ]; then
   echo "warning: ../shared/data not found; dataset tests will fail" >&2

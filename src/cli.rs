@@ -2,18 +2,24 @@
 //! doc comments as `--help`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::actuator::{Actuator, AuditLog, KILL_SWITCH_FILE, PlanSettings, WritePolicy};
+use crate::aws::AwsSettings;
 use crate::cache::EmbeddingCache;
+use crate::control::{ControlLoop, ControlSettings, Lease};
 use crate::data::{self, DatasetSource};
+use crate::domain::ScalingGroup;
 use crate::eval::{self, EvalOptions, ReportContext};
 use crate::forecast::{Forecaster, ModelRegistry, NeuralModel, neural};
 use crate::http::{self, AppState};
 use crate::ingest::IngestLimits;
+use crate::ingest::cloudwatch::CloudWatchPuller;
 use crate::metrics::Metrics;
 use crate::plots;
 use crate::replay::{self, ReplayArgs};
@@ -28,6 +34,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // built once per process
 pub enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
@@ -90,6 +97,51 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "FORESCALE_WORKERS")]
     pub workers: Option<usize>,
+    /// Auto Scaling groups the control loop manages (comma-separated).
+    /// Empty: no control loop and no AWS calls at all.
+    #[arg(long, env = "FORESCALE_ASG_GROUPS", value_delimiter = ',')]
+    pub asg_groups: Vec<String>,
+    /// Groups whose scheduled actions may be written (comma-separated,
+    /// each one of --asg-groups). Every other group is forecast-only.
+    #[arg(long, env = "FORESCALE_ACTUATOR_WRITE_GROUPS", value_delimiter = ',')]
+    pub write_groups: Vec<String>,
+    /// Groups whose actions set a MinSize floor instead of the desired
+    /// capacity, as group=base (the group's normal MinSize), comma-separated.
+    #[arg(long, env = "FORESCALE_ACTUATOR_FLOORS", value_delimiter = ',')]
+    pub floor_groups: Vec<String>,
+    /// Kill switch: when on, nothing is written for any group.
+    #[arg(long, env = "FORESCALE_ACTUATOR_KILL_SWITCH")]
+    pub kill_switch: bool,
+    /// Name prefix of the scheduled actions the service owns.
+    #[arg(long, env = "FORESCALE_ACTION_PREFIX", default_value = "forescale-")]
+    pub action_prefix: String,
+    /// Seconds before a step at which its scheduled action starts.
+    #[arg(long, env = "FORESCALE_SCHEDULE_BUFFER_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(i64).range(0..=3600))]
+    pub schedule_buffer_seconds: i64,
+    /// Most scheduled actions of ours per group (quota 125; 25 are always
+    /// left for people).
+    #[arg(long, env = "FORESCALE_MAX_ACTIONS", default_value_t = 96,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_actions: u32,
+    /// Target CPU utilisation (%) of the forecast-at-target plan.
+    #[arg(long, env = "FORESCALE_TARGET_UTILISATION", default_value_t = 60.0)]
+    pub target_utilisation: f64,
+    /// Pull metrics from CloudWatch for the managed groups (off: metrics
+    /// are pushed over HTTP).
+    #[arg(long, env = "FORESCALE_CLOUDWATCH_PULL", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub cloudwatch_pull: bool,
+    /// AWS endpoint override (an emulator such as moto_server).
+    #[arg(long, env = "FORESCALE_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// AWS region (default: the standard chain).
+    #[arg(long, env = "FORESCALE_AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// Identity of this replica for the per-group write lease (default:
+    /// host name and process id).
+    #[arg(long, env = "FORESCALE_REPLICA_ID")]
+    pub replica_id: Option<String>,
 }
 
 impl ServeArgs {
@@ -111,6 +163,150 @@ impl ServeArgs {
                 data_dir: Some(self.data_dir.clone()),
             },
         }
+    }
+
+    /// The managed groups, parsed.
+    pub fn managed_groups(&self) -> anyhow::Result<Vec<ScalingGroup>> {
+        self.asg_groups
+            .iter()
+            .filter(|g| !g.trim().is_empty())
+            .map(|g| ScalingGroup::parse(g.trim()).with_context(|| format!("--asg-groups: {g:?}")))
+            .collect()
+    }
+
+    /// The write policy the flags describe; checks every named group is managed.
+    pub fn write_policy(&self) -> anyhow::Result<WritePolicy> {
+        let managed: Vec<String> = self
+            .managed_groups()?
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        let mut policy = WritePolicy::default();
+        for g in self
+            .write_groups
+            .iter()
+            .map(|g| g.trim())
+            .filter(|g| !g.is_empty())
+        {
+            if !managed.iter().any(|m| m == g) {
+                bail!(
+                    "--write-groups: {g:?} is not one of --asg-groups ({})",
+                    managed.join(", ")
+                );
+            }
+            policy.enabled.insert(g.to_owned());
+        }
+        for f in self
+            .floor_groups
+            .iter()
+            .map(|g| g.trim())
+            .filter(|g| !g.is_empty())
+        {
+            let (g, base) = f
+                .split_once('=')
+                .with_context(|| format!("--floor-groups: {f:?} is not group=base"))?;
+            let base: u32 = base
+                .parse()
+                .with_context(|| format!("--floor-groups: base of {g:?} is not a whole number"))?;
+            if !managed.iter().any(|m| m == g) {
+                bail!("--floor-groups: {g:?} is not one of --asg-groups");
+            }
+            policy.floors.insert(g.to_owned(), base);
+        }
+        let kill_file = self.data_dir.join(KILL_SWITCH_FILE);
+        policy.kill_switch.store(
+            self.kill_switch || kill_file.exists(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        policy.kill_file = Some(kill_file);
+        Ok(policy)
+    }
+
+    pub fn aws_settings(&self) -> AwsSettings {
+        AwsSettings {
+            endpoint_url: self.aws_endpoint_url.clone(),
+            region: self.aws_region.clone(),
+            static_credentials: None,
+            max_attempts: 5,
+        }
+    }
+
+    /// The actuator, when groups are managed.
+    pub async fn actuator(&self) -> anyhow::Result<Option<Arc<Actuator>>> {
+        if self.managed_groups()?.is_empty() {
+            if !self.write_groups.is_empty() {
+                bail!("--write-groups needs --asg-groups");
+            }
+            return Ok(None);
+        }
+        let policy = self.write_policy()?;
+        let sdk = self.aws_settings().load().await;
+        let settings = PlanSettings {
+            prefix: self.action_prefix.clone(),
+            buffer_secs: self.schedule_buffer_seconds,
+            max_actions: self.max_actions as usize,
+            ..PlanSettings::default()
+        };
+        if settings.prefix.len() < 3 {
+            bail!("--action-prefix must be at least 3 characters (it marks what the service owns)");
+        }
+        let audit = AuditLog::open(&self.data_dir).with_context(|| {
+            format!(
+                "opening the actuator audit log in {}",
+                self.data_dir.display()
+            )
+        })?;
+        Ok(Some(Arc::new(Actuator::new(&sdk, settings, policy, audit))))
+    }
+
+    /// The control loop over the managed groups, when there are any.
+    pub async fn control_loop(
+        &self,
+        state: actix_web::web::Data<AppState>,
+    ) -> anyhow::Result<Option<Arc<ControlLoop>>> {
+        let Some(actuator) = state.actuator.clone() else {
+            return Ok(None);
+        };
+        let puller = if self.cloudwatch_pull {
+            Some(CloudWatchPuller::new(
+                &self.aws_settings().load().await,
+                self.step_seconds,
+            ))
+        } else {
+            None
+        };
+        let lease = match &self.redis_url {
+            None => Lease::Local,
+            Some(url) => {
+                let owner = self.replica_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+                        std::process::id()
+                    )
+                });
+                Lease::redis(
+                    url,
+                    &self.redis_prefix,
+                    &owner,
+                    std::time::Duration::from_secs(self.step_seconds as u64 * 2),
+                )
+                .await
+                .with_context(|| format!("connecting the write lease to {}", redact(url)))?
+            }
+        };
+        Ok(Some(Arc::new(ControlLoop {
+            state,
+            puller,
+            actuator,
+            lease,
+            settings: ControlSettings {
+                groups: self.managed_groups()?,
+                interval: std::time::Duration::from_secs(self.step_seconds as u64),
+                target_utilisation: self.target_utilisation,
+                ..ControlSettings::default()
+            },
+        })))
     }
 
     /// Open the store and build the state handlers share.
@@ -146,7 +342,9 @@ impl ServeArgs {
                     .with_context(|| format!("connecting the embedding cache to {}", redact(url)))?
             }
         };
+        let actuator = self.actuator().await?;
         Ok(AppState {
+            actuator,
             cache,
             store,
             metrics: Metrics::default(),
@@ -252,6 +450,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_model = %state.default_model,
         "forescale serving; docs at /docs/"
     );
+    if let Some(control) = args.control_loop(state.clone()).await? {
+        tracing::info!(
+            groups = control.settings.groups.len(),
+            writes = control.actuator.policy.enabled.len(),
+            kill_switch = control
+                .actuator
+                .policy
+                .kill_switch
+                .load(std::sync::atomic::Ordering::SeqCst),
+            "control loop on (forecast-only unless a group is in --write-groups)"
+        );
+        control.spawn();
+    }
     let server = http::serve(listener, state)?;
     server.await?;
     Ok(())
@@ -668,5 +879,45 @@ mod tests {
     fn cli_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["forescale", "serve"].iter().chain(args)).expect("parse");
+        match cli.command {
+            Command::Serve(a) => a,
+            _ => unreachable!("serve was asked for"),
+        }
+    }
+
+    #[test]
+    fn writes_are_off_unless_named_and_only_for_managed_groups() {
+        let a = serve_args(&[]);
+        assert!(a.managed_groups().expect("groups").is_empty());
+        let a = serve_args(&["--asg-groups", "web,api"]);
+        let p = a.write_policy().expect("policy");
+        assert!(p.enabled.is_empty(), "forecast-only by default");
+        let a = serve_args(&["--asg-groups", "web", "--write-groups", "api"]);
+        let err = a
+            .write_policy()
+            .expect_err("api is not managed")
+            .to_string();
+        assert!(err.contains("--write-groups"), "{err}");
+        let a = serve_args(&["--asg-groups", "web", "--floor-groups", "web=two"]);
+        assert!(a.write_policy().is_err());
+        let a = serve_args(&[
+            "--asg-groups",
+            "web",
+            "--write-groups",
+            "web",
+            "--floor-groups",
+            "web=2",
+            "--kill-switch",
+        ]);
+        let p = a.write_policy().expect("policy");
+        assert_eq!(p.floors.get("web"), Some(&2));
+        assert!(
+            !p.writes(&ScalingGroup::parse("web").expect("name")),
+            "kill switch wins"
+        );
     }
 }

@@ -15,11 +15,17 @@
 //! - [`cache`]: the embedding cache (in process, and Redis when configured).
 //! - [`http`]: the thin actix-web layer and the OpenAPI document;
 //!   [`metrics`]: Prometheus counters.
+//! - [`actuator`]: capacity plan -> the group's scheduled actions (Auto
+//!   Scaling), forecast-only by default; [`control`]: the loop ingest ->
+//!   forecast -> plan -> actuator per managed group; [`aws`]: SDK settings.
 //! - [`cli`]: commands (`serve`, `evaluate`, `import`, `replay`);
 //!   [`replay`]: streams a trace into a running service.
 
+pub mod actuator;
+pub mod aws;
 pub mod cache;
 pub mod cli;
+pub mod control;
 pub mod data;
 pub mod domain;
 pub mod eval;

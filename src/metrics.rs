@@ -20,6 +20,9 @@ struct Histogram {
     sum: f64,
 }
 
+/// (control-loop stage, succeeded)
+type StageKey = (&'static str, bool);
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (route pattern, method, status) -> count
@@ -35,6 +38,8 @@ pub struct Metrics {
     cache: Mutex<BTreeMap<&'static str, u64>>,
     /// model -> encoder runs (a cache hit does not run the encoder)
     encoder_runs: Mutex<BTreeMap<String, u64>>,
+    /// (control-loop stage, ok) -> (runs, seconds)
+    control: Mutex<BTreeMap<StageKey, (u64, f64)>>,
 }
 
 impl Metrics {
@@ -79,6 +84,14 @@ impl Metrics {
             .lock()
             .entry(model.to_owned())
             .or_default() += 1;
+    }
+
+    /// One control-loop stage (ingest, forecast, actuate) for one group.
+    pub fn control_stage(&self, stage: &'static str, ok: bool, seconds: f64) {
+        let mut c = self.control.lock();
+        let e = c.entry((stage, ok)).or_default();
+        e.0 += 1;
+        e.1 += seconds;
     }
 
     /// Render everything, plus the gauges the caller knows.
@@ -158,6 +171,30 @@ impl Metrics {
         for (model, n) in self.encoder_runs.lock().iter() {
             let _ = writeln!(w, "forescale_encoder_runs_total{{model=\"{model}\"}} {n}");
         }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_control_stage_total Control-loop stage runs by stage and outcome.\n# TYPE forescale_control_stage_total counter"
+        );
+        let control = self.control.lock();
+        for ((stage, ok), (n, _)) in control.iter() {
+            let outcome = if *ok { "ok" } else { "error" };
+            let _ = writeln!(
+                w,
+                "forescale_control_stage_total{{stage=\"{stage}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_control_stage_seconds_total Time spent in control-loop stages.\n# TYPE forescale_control_stage_seconds_total counter"
+        );
+        for ((stage, ok), (_, secs)) in control.iter() {
+            let outcome = if *ok { "ok" } else { "error" };
+            let _ = writeln!(
+                w,
+                "forescale_control_stage_seconds_total{{stage=\"{stage}\",outcome=\"{outcome}\"}} {secs}"
+            );
+        }
+        drop(control);
         for (name, help, v) in gauges {
             let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

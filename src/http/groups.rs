@@ -142,6 +142,48 @@ pub(super) fn check_horizon(h: Option<usize>) -> Result<usize, ApiError> {
     Ok(h)
 }
 
+/// A stored group's forecast for the control loop: the default model, the
+/// cache, the same checks as `GET /v1/groups/{group}/forecast`.
+#[derive(Debug, Clone)]
+pub struct StoredForecast {
+    pub model: String,
+    /// Start of the newest bucket, Unix seconds.
+    pub end: i64,
+    pub step_seconds: i64,
+    pub p50: Vec<f32>,
+    /// Capacity in service in the newest row that has one.
+    pub capacity_now: Option<u32>,
+}
+
+pub async fn forecast_stored(
+    state: &AppState,
+    group: &ScalingGroup,
+    horizon: usize,
+) -> Result<StoredForecast, ApiError> {
+    let model = pick_model(state, None)?;
+    let horizon = check_horizon(Some(horizon))?;
+    let window = state
+        .store
+        .window(group, model.lookback(horizon))
+        .await?
+        .ok_or_else(|| ApiError::GroupNotFound(group.to_string()))?;
+    let end = window.end().unwrap_or_default();
+    let capacity_now = window
+        .rows
+        .iter()
+        .rev()
+        .find_map(|r| r.capacity)
+        .map(|c| c.round().max(0.0) as u32);
+    let resp = run_forecast(state, model, window, horizon, false, Some(group)).await?;
+    Ok(StoredForecast {
+        model: resp.model,
+        end,
+        step_seconds: resp.step_seconds,
+        p50: resp.points.iter().map(|p| p.p50).collect(),
+        capacity_now,
+    })
+}
+
 /// Forecast a stored group's CPU from its window on the step grid.
 ///
 /// Points start one step after the group's newest bucket. p10 <= p50 <= p90.

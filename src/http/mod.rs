@@ -5,6 +5,7 @@
 //! ([`read_json`]) so that size, content-type and JSON errors get the same
 //! JSON error body as everything else.
 
+mod actions;
 mod error;
 mod forecast;
 mod groups;
@@ -22,6 +23,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody};
+pub use groups::{StoredForecast, forecast_stored};
 pub use openapi::ApiDoc;
 
 use crate::forecast::ModelRegistry;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub models: ModelRegistry,
     /// Encoder outputs of recent windows.
     pub cache: crate::cache::EmbeddingCache,
+    /// The scheduled-action writer, when groups are managed.
+    pub actuator: Option<std::sync::Arc<crate::actuator::Actuator>>,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).
@@ -85,6 +89,7 @@ pub fn create_app(
         }))
         .configure(groups::configure)
         .configure(forecast::configure)
+        .configure(actions::configure)
         .configure(ops::configure)
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
         .default_service(web::to(not_found))

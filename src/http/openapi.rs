@@ -131,6 +131,8 @@ pub struct StatelessForecastRequest {
         super::groups::list_groups,
         super::groups::group_forecast,
         super::forecast::stateless_forecast,
+        super::actions::group_actions,
+        super::actions::engage_kill_switch,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -148,11 +150,16 @@ pub struct StatelessForecastRequest {
         super::forecast::ForecastPoint,
         super::forecast::ExplanationBody,
         super::ops::Health,
+        super::actions::ActionsResponse,
+        super::actions::KillSwitchResponse,
+        crate::actuator::AuditEntry,
+        crate::actuator::audit::AuditAction,
         super::ErrorBody,
     )),
     tags(
         (name = "ingest", description = "Push metric samples; list groups"),
         (name = "forecast", description = "Quantile forecasts of CPU"),
+        (name = "actuator", description = "Scheduled-action audit log and kill switch"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

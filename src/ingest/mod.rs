@@ -4,6 +4,10 @@
 //! derive) so that every error names the exact place: the sample index, its
 //! timestamp and the feature. A batch is all or nothing: the first error
 //! rejects it and nothing is stored.
+//!
+//! [`cloudwatch`] pulls the same samples from CloudWatch.
+
+pub mod cloudwatch;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -94,6 +94,7 @@ impl Fixture {
                 1_000,
                 std::time::Duration::from_secs(600),
             ),
+            actuator: None,
         }
     }
 }

@@ -1,0 +1,317 @@
+//! The control loop: on each step, for each managed group, ingest ->
+//! forecast -> plan -> actuator.
+//!
+//! - **Ingest**: CloudWatch `GetMetricData` since the newest stored sample
+//!   (re-reading late periods) into the store.
+//! - **Forecast**: the service's default model on the group's window (the
+//!   embedding cache applies, as for the HTTP endpoint).
+//! - **Plan**: forecast at target until the RL policy lands: the p50 CPU
+//!   forecast times the capacity in service, divided by the target
+//!   utilisation, rounded up; no plan on stale data (never scale on data
+//!   older than `max_staleness_steps`).
+//! - **Act**: [`Actuator::apply`] (forecast-only unless enabled).
+//!
+//! One group's failure is reported in its [`GroupTick`] and never stops the
+//! others. With several replicas on one Redis, a lease per group
+//! (`SET NX PX`, renewed by its holder) makes exactly one replica work on a
+//! group per tick; without Redis the single process holds every lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use crate::actuator::{Actuator, ApplyReport, PlanStep};
+use crate::domain::ScalingGroup;
+use crate::http::AppState;
+use crate::ingest::cloudwatch::CloudWatchPuller;
+
+/// Acquire the lease, or renew it if this owner holds it. 1 = held.
+const LEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+";
+
+/// Who works on a group this tick.
+#[derive(Clone)]
+pub enum Lease {
+    /// One process: it holds every lease.
+    Local,
+    /// Replicas sharing a Redis: `{prefix}:lease:{group}` holds the owner.
+    Redis {
+        conn: ConnectionManager,
+        prefix: String,
+        owner: String,
+        ttl: Duration,
+    },
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("Lease::Local"),
+            Self::Redis {
+                prefix, owner, ttl, ..
+            } => f
+                .debug_struct("Lease::Redis")
+                .field("prefix", prefix)
+                .field("owner", owner)
+                .field("ttl", ttl)
+                .finish(),
+        }
+    }
+}
+
+impl Lease {
+    /// A Redis lease for `owner` (unique per replica).
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Self> {
+        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(Self::Redis {
+            conn,
+            prefix: prefix.to_owned(),
+            owner: owner.to_owned(),
+            ttl,
+        })
+    }
+
+    /// True when this process holds (or now took, or renewed) the lease.
+    pub async fn acquire(&self, group: &ScalingGroup) -> redis::RedisResult<bool> {
+        match self {
+            Self::Local => Ok(true),
+            Self::Redis {
+                conn,
+                prefix,
+                owner,
+                ttl,
+            } => {
+                let mut conn = conn.clone();
+                let held: i64 = redis::Script::new(LEASE_SCRIPT)
+                    .key(format!("{prefix}:lease:{group}"))
+                    .arg(owner)
+                    .arg(ttl.as_millis() as u64)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(held == 1)
+            }
+        }
+    }
+}
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    pub groups: Vec<ScalingGroup>,
+    /// Time between ticks (the grid step).
+    pub interval: Duration,
+    /// Periods read from CloudWatch for a group with no data yet.
+    pub initial_lookback_periods: i64,
+    /// Target CPU utilisation, percent.
+    pub target_utilisation: f64,
+    pub horizon: usize,
+    /// No plan when the newest sample is older than this many steps.
+    pub max_staleness_steps: i64,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        Self {
+            groups: Vec::new(),
+            interval: Duration::from_secs(300),
+            initial_lookback_periods: 288,
+            target_utilisation: 60.0,
+            horizon: 12,
+            max_staleness_steps: 3,
+        }
+    }
+}
+
+/// What one tick did for one group.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GroupTick {
+    pub group: String,
+    /// False when another replica holds the group's lease (nothing done).
+    pub leased: bool,
+    /// Samples read from CloudWatch and stored.
+    pub pulled: usize,
+    pub capacity_now: Option<u32>,
+    pub plan: Vec<PlanStep>,
+    pub report: Option<ApplyReport>,
+    /// Why the tick stopped early for this group, if it did.
+    pub error: Option<String>,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ControlLoop {
+    pub state: web::Data<AppState>,
+    pub puller: Option<CloudWatchPuller>,
+    pub actuator: Arc<Actuator>,
+    pub lease: Lease,
+    pub settings: ControlSettings,
+}
+
+/// Forecast at target: capacity = ceil(capacity_now * p50 / target) per
+/// step; steps at `end + k * step`, k = 1..=H. No capacity in service: no
+/// plan (utilisation of nothing says nothing about demand).
+pub fn forecast_at_target(
+    end: i64,
+    step: i64,
+    p50: &[f32],
+    capacity_now: u32,
+    target_utilisation: f64,
+) -> Vec<PlanStep> {
+    if capacity_now == 0 || target_utilisation <= 0.0 {
+        return Vec::new();
+    }
+    p50.iter()
+        .enumerate()
+        .map(|(k, u)| PlanStep {
+            at: end + (k as i64 + 1) * step,
+            capacity: (f64::from(capacity_now) * f64::from(u.max(0.0)) / target_utilisation)
+                .ceil()
+                .max(1.0) as u32,
+        })
+        .collect()
+}
+
+impl ControlLoop {
+    /// One tick over every group. Never fails: errors are per group.
+    pub async fn tick(&self, now: i64) -> Vec<GroupTick> {
+        let mut out = Vec::with_capacity(self.settings.groups.len());
+        for g in &self.settings.groups {
+            let mut t = GroupTick {
+                group: g.to_string(),
+                leased: false,
+                pulled: 0,
+                capacity_now: None,
+                plan: Vec::new(),
+                report: None,
+                error: None,
+            };
+            if let Err(e) = self.tick_group(g, now, &mut t).await {
+                tracing::warn!(group = %g, error = %e, "control loop: group skipped this tick");
+                t.error = Some(e);
+            }
+            out.push(t);
+        }
+        out
+    }
+
+    async fn tick_group(
+        &self,
+        g: &ScalingGroup,
+        now: i64,
+        t: &mut GroupTick,
+    ) -> Result<(), String> {
+        let metrics = &self.state.metrics;
+        let started = Instant::now();
+        t.leased = self
+            .lease
+            .acquire(g)
+            .await
+            .map_err(|e| format!("lease: {e}"))?;
+        if !t.leased {
+            return Ok(());
+        }
+        // Ingest.
+        if let Some(puller) = &self.puller {
+            let s = Instant::now();
+            let newest = self
+                .state
+                .store
+                .newest(g)
+                .await
+                .map_err(|e| format!("store: {e}"))?;
+            if let Some((start, end)) =
+                puller.window(newest, self.settings.initial_lookback_periods, now)
+            {
+                let samples = puller.pull(g, start, end).await;
+                metrics.control_stage("ingest", samples.is_ok(), s.elapsed().as_secs_f64());
+                let samples = samples.map_err(|e| e.to_string())?;
+                t.pulled = samples.len();
+                self.state
+                    .store
+                    .append(g, samples)
+                    .await
+                    .map_err(|e| format!("store: {e}"))?;
+            }
+        }
+        // Forecast.
+        let s = Instant::now();
+        let fc = crate::http::forecast_stored(&self.state, g, self.settings.horizon).await;
+        metrics.control_stage("forecast", fc.is_ok(), s.elapsed().as_secs_f64());
+        let fc = fc.map_err(|e| format!("forecast: {e}"))?;
+        let step = fc.step_seconds;
+        if now - fc.end > self.settings.max_staleness_steps * step + step {
+            return Err(format!(
+                "stale data: the newest sample is {} s old; no plan",
+                now - fc.end
+            ));
+        }
+        // Plan: forecast at target, from the capacity in service.
+        let capacity_now = match fc.capacity_now {
+            Some(c) => Some(c),
+            None => self.actuator.limits(g).await.ok().map(|l| l.desired),
+        };
+        t.capacity_now = capacity_now;
+        t.plan = forecast_at_target(
+            fc.end,
+            step,
+            &fc.p50,
+            capacity_now.unwrap_or(0),
+            self.settings.target_utilisation,
+        );
+        // Act.
+        let s = Instant::now();
+        let reason = format!(
+            "forecast at target {:.0} %: model {}, history to {}, capacity now {}",
+            self.settings.target_utilisation,
+            fc.model,
+            crate::domain::rfc3339(fc.end),
+            capacity_now.map_or("unknown".into(), |c| c.to_string())
+        );
+        let report = self.actuator.apply(g, &t.plan, &reason, now).await;
+        metrics.control_stage("actuate", report.is_ok(), s.elapsed().as_secs_f64());
+        t.report = Some(report.map_err(|e| e.to_string())?);
+        tracing::debug!(group = %g, elapsed_ms = started.elapsed().as_millis() as u64, "control loop: group done");
+        Ok(())
+    }
+
+    /// Run ticks every `interval` until the process stops.
+    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(self.settings.interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let ticks = self.tick(chrono::Utc::now().timestamp()).await;
+                let failed = ticks.iter().filter(|t| t.error.is_some()).count();
+                tracing::info!(groups = ticks.len(), failed, "control loop: tick done");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forecast_at_target_scales_capacity_by_utilisation() {
+        let plan = forecast_at_target(1000, 300, &[30.0, 60.0, 90.0, 0.0], 4, 60.0);
+        let caps: Vec<u32> = plan.iter().map(|s| s.capacity).collect();
+        assert_eq!(caps, [2, 4, 6, 1]);
+        assert_eq!(plan[0].at, 1300);
+        assert!(forecast_at_target(1000, 300, &[50.0], 0, 60.0).is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! The actuator's audit log and kill switch.
+
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiError, AppState, ErrorBody, resource};
+use crate::actuator::AuditEntry;
+use crate::domain::ScalingGroup;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource(
+        "/v1/groups/{group}/actions",
+        web::get().to(group_actions),
+    ))
+    .service(resource(
+        "/v1/actuator/kill-switch",
+        web::post().to(engage_kill_switch),
+    ));
+}
+
+/// The audit of a group's scheduled-action writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionsResponse {
+    pub group: String,
+    /// False when the service manages no groups (no actuator at all).
+    pub actuator_configured: bool,
+    /// True when writes are enabled for this group and the kill switch is off.
+    pub writes_enabled: bool,
+    pub kill_switch: bool,
+    /// Name prefix of the actions the service owns.
+    pub prefix: Option<String>,
+    /// Newest first: writes (`put`, `delete`) and held-back writes (`dry_run`).
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Query of the audit.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActionsQuery {
+    /// Most entries returned (1-500, default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+}
+
+/// The actuator's audit log for a group: every write and its reason.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/actions",
+    tag = "actuator",
+    params(("group" = String, Path, description = "Auto Scaling group name"), ActionsQuery),
+    responses(
+        (status = 200, body = ActionsResponse),
+        (status = 400, description = "Bad group name or limit", body = ErrorBody),
+    )
+)]
+pub async fn group_actions(
+    state: web::Data<AppState>,
+    group: web::Path<String>,
+    query: web::Query<ActionsQuery>,
+) -> Result<web::Json<ActionsResponse>, ApiError> {
+    let group = ScalingGroup::parse(&group)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadParameter {
+            field: "limit".into(),
+            message: format!("{limit} is outside 1-500"),
+        });
+    }
+    Ok(web::Json(match &state.actuator {
+        None => ActionsResponse {
+            group: group.to_string(),
+            actuator_configured: false,
+            writes_enabled: false,
+            kill_switch: false,
+            prefix: None,
+            entries: Vec::new(),
+        },
+        Some(a) => ActionsResponse {
+            group: group.to_string(),
+            actuator_configured: true,
+            writes_enabled: a.policy.writes(&group),
+            kill_switch: a
+                .policy
+                .kill_switch
+                .load(std::sync::atomic::Ordering::SeqCst),
+            prefix: Some(a.settings.prefix.clone()),
+            entries: a.audit.for_group(group.as_str(), limit),
+        },
+    }))
+}
+
+/// State of the kill switch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KillSwitchResponse {
+    pub kill_switch: bool,
+    pub actuator_configured: bool,
+}
+
+/// Engage the kill switch: nothing is written for any group from now on,
+/// and after a restart, until the operator removes
+/// `<data dir>/actuator-kill-switch`. It cannot be released over HTTP.
+#[utoipa::path(
+    post,
+    path = "/v1/actuator/kill-switch",
+    tag = "actuator",
+    responses(
+        (status = 200, body = KillSwitchResponse),
+        (status = 503, description = "Could not persist the switch (it is engaged in memory)", body = ErrorBody),
+    )
+)]
+pub async fn engage_kill_switch(
+    state: web::Data<AppState>,
+) -> Result<web::Json<KillSwitchResponse>, ApiError> {
+    let Some(a) = &state.actuator else {
+        return Ok(web::Json(KillSwitchResponse {
+            kill_switch: true,
+            actuator_configured: false,
+        }));
+    };
+    a.policy
+        .engage_kill_switch()
+        .map_err(|e| ApiError::Store(crate::store::StoreError::Io(e)))?;
+    Ok(web::Json(KillSwitchResponse {
+        kill_switch: true,
+        actuator_configured: true,
+    }))
+}

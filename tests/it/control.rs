@@ -1,0 +1,244 @@
+//! The control loop end to end against the emulator: metrics put into
+//! emulated CloudWatch, one tick pulls them, forecasts, plans and writes
+//! the expected scheduled action; replicas share a Redis write lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use aws_sdk_cloudwatch::primitives::DateTime as CwDateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+use forescale::actuator::{Actuator, AuditLog, PlanSettings, WritePolicy, action_name};
+use forescale::control::{ControlLoop, ControlSettings, Lease};
+use forescale::domain::ScalingGroup;
+use forescale::ingest::cloudwatch::CloudWatchPuller;
+
+use crate::actuator::{create_group, sdk};
+use crate::support::{Fixture, Kind, redis_url, unique_prefix};
+
+/// CPU at `cpu` % and 4 instances in service for the last `periods`
+/// complete 5-minute periods.
+async fn put_metrics(group: &ScalingGroup, cpu: f64, periods: i64) -> i64 {
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk().await);
+    let end = chrono::Utc::now().timestamp() / 300 * 300;
+    let dim = Dimension::builder()
+        .name("AutoScalingGroupName")
+        .value(group.as_str())
+        .build();
+    for (namespace, metric, value) in [
+        ("AWS/EC2", "CPUUtilization", cpu),
+        ("AWS/AutoScaling", "GroupInServiceInstances", 4.0),
+    ] {
+        let mut req = cw.put_metric_data().namespace(namespace);
+        for k in 1..=periods {
+            req = req.metric_data(
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .dimensions(dim.clone())
+                    .timestamp(CwDateTime::from_secs(end - k * 300 + 10))
+                    .value(value)
+                    .build(),
+            );
+        }
+        req.send().await.expect("put metric data into the emulator");
+    }
+    end
+}
+
+async fn control(
+    fixture: &Fixture,
+    group: &ScalingGroup,
+    write: bool,
+    lease: Lease,
+) -> ControlLoop {
+    let sdk = sdk().await;
+    let mut policy = WritePolicy::default();
+    if write {
+        policy.enabled.insert(group.to_string());
+    }
+    let actuator = Arc::new(Actuator::new(
+        &sdk,
+        PlanSettings::default(),
+        policy,
+        AuditLog::in_memory(),
+    ));
+    let mut state = fixture.app_state().await;
+    state.actuator = Some(actuator.clone());
+    ControlLoop {
+        state: web::Data::new(state),
+        puller: Some(CloudWatchPuller::new(&sdk, 300)),
+        actuator,
+        lease,
+        settings: ControlSettings {
+            groups: vec![group.clone()],
+            interval: Duration::from_secs(300),
+            ..ControlSettings::default()
+        },
+    }
+}
+
+#[actix_web::test]
+async fn one_tick_pulls_forecasts_and_writes_the_plan_once() {
+    let g = create_group(&unique_prefix("ctl")).await;
+    let end = put_metrics(&g, 80.0, 24).await;
+    let fixture = Fixture::new(Kind::Memory, "ctl");
+    let ctl = control(&fixture, &g, true, Lease::Local).await;
+    let now = chrono::Utc::now().timestamp();
+
+    let ticks = ctl.tick(now).await;
+    let t = &ticks[0];
+    assert_eq!(t.error, None);
+    assert!(t.leased);
+    assert_eq!(t.pulled, 24);
+    assert_eq!(t.capacity_now, Some(4));
+    // naive p50 = 80 % on 4 instances at a 60 % target: ceil(5.33) = 6.
+    assert!(t.plan.iter().all(|s| s.capacity == 6), "{:?}", t.plan);
+    let report = t.report.as_ref().unwrap();
+    assert_eq!(report.write_calls, 1);
+    let ours: Vec<_> = ctl
+        .actuator
+        .existing(&g)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.name.starts_with("forescale-"))
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].name, action_name("forescale-", end + 300));
+    assert_eq!(ours[0].desired_capacity, Some(6));
+
+    // The samples are in the store: the group's forecast endpoint works.
+    assert!(ctl.state.store.newest(&g).await.unwrap().is_some());
+
+    // A second tick with the same data writes nothing.
+    let again = ctl.tick(chrono::Utc::now().timestamp()).await;
+    let r = again[0].report.as_ref().unwrap();
+    assert_eq!(r.write_calls, 0, "{:?}", again[0]);
+    let metrics = ctl.state.metrics.render(&[]);
+    assert!(
+        metrics.contains("forescale_control_stage_total{stage=\"actuate\",outcome=\"ok\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn forecast_only_groups_get_no_write() {
+    let g = create_group(&unique_prefix("ctl-dry")).await;
+    put_metrics(&g, 80.0, 24).await;
+    let fixture = Fixture::new(Kind::Memory, "ctl-dry");
+    let ctl = control(&fixture, &g, false, Lease::Local).await;
+    let ticks = ctl.tick(chrono::Utc::now().timestamp()).await;
+    let r = ticks[0].report.as_ref().unwrap();
+    assert!(!r.wrote);
+    assert_eq!(r.diff.put.len(), 1);
+    assert!(ctl.actuator.existing(&g).await.unwrap().is_empty());
+}
+
+#[actix_web::test]
+async fn a_failing_group_does_not_stop_the_others() {
+    let good = create_group(&unique_prefix("ctl-good")).await;
+    put_metrics(&good, 30.0, 24).await;
+    let missing = ScalingGroup::parse(&unique_prefix("ctl-missing")).unwrap();
+    let fixture = Fixture::new(Kind::Memory, "ctl-two");
+    let mut ctl = control(&fixture, &good, true, Lease::Local).await;
+    ctl.settings.groups = vec![missing.clone(), good.clone()];
+    let ticks = ctl.tick(chrono::Utc::now().timestamp()).await;
+    assert!(ticks[0].error.is_some());
+    assert_eq!(ticks[1].error, None, "{:?}", ticks[1]);
+    assert_eq!(ticks[1].report.as_ref().unwrap().write_calls, 1);
+}
+
+#[actix_web::test]
+async fn two_replicas_never_both_write_a_group() {
+    let g = create_group(&unique_prefix("ctl-lease")).await;
+    put_metrics(&g, 80.0, 24).await;
+    let prefix = unique_prefix("lease");
+    let lease = |owner: &str| {
+        let prefix = prefix.clone();
+        let owner = owner.to_owned();
+        async move {
+            Lease::redis(&redis_url(), &prefix, &owner, Duration::from_secs(30))
+                .await
+                .expect("redis (scripts/test.sh starts one)")
+        }
+    };
+    let fa = Fixture::new(Kind::Memory, "replica-a");
+    let fb = Fixture::new(Kind::Memory, "replica-b");
+    let a = control(&fa, &g, true, lease("replica-a").await).await;
+    let b = control(&fb, &g, true, lease("replica-b").await).await;
+    let now = chrono::Utc::now().timestamp();
+    let (ta, tb) = futures_util::future::join(a.tick(now), b.tick(now)).await;
+    assert_ne!(
+        ta[0].leased, tb[0].leased,
+        "exactly one replica holds the lease"
+    );
+    let writes = |t: &forescale::control::GroupTick| t.report.as_ref().map_or(0, |r| r.write_calls);
+    assert_eq!(writes(&ta[0]) + writes(&tb[0]), 1);
+    // The holder keeps it on the next tick; the other still may not write.
+    let (ta2, tb2) = futures_util::future::join(a.tick(now), b.tick(now)).await;
+    assert_eq!(ta2[0].leased, ta[0].leased);
+    assert_eq!(tb2[0].leased, tb[0].leased);
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:lease:{g}"))
+        .query(&mut con)
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn the_audit_and_the_kill_switch_over_http() {
+    use actix_web::test::{self, TestRequest};
+    let g = create_group(&unique_prefix("ctl-http")).await;
+    put_metrics(&g, 80.0, 24).await;
+    let fixture = Fixture::new(Kind::Memory, "ctl-http");
+    let ctl = control(&fixture, &g, true, Lease::Local).await;
+    ctl.tick(chrono::Utc::now().timestamp()).await;
+    let app = test::init_service(forescale::http::create_app(ctl.state.clone())).await;
+
+    let uri = format!("/v1/groups/{g}/actions");
+    let v: serde_json::Value =
+        test::call_and_read_body_json(&app, TestRequest::get().uri(&uri).to_request()).await;
+    assert_eq!(v["actuator_configured"], true);
+    assert_eq!(v["writes_enabled"], true);
+    assert_eq!(v["entries"][0]["kind"], "put");
+    assert_eq!(v["entries"][0]["put"][0]["desired_capacity"], 6);
+    assert!(
+        v["entries"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("target 60")
+    );
+
+    let bad = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri(&format!("{uri}?limit=0"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = test::read_body_json(bad).await;
+    assert_eq!(body["field"], "limit");
+
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/actuator/kill-switch")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value =
+        test::call_and_read_body_json(&app, TestRequest::get().uri(&uri).to_request()).await;
+    assert_eq!(v["kill_switch"], true);
+    assert_eq!(v["writes_enabled"], false);
+    // A changed plan is now held back.
+    put_metrics(&g, 20.0, 2).await;
+    let t = ctl.tick(chrono::Utc::now().timestamp()).await;
+    let r = t[0].report.as_ref().unwrap();
+    assert!(!r.wrote && !r.diff.is_empty(), "{:?}", t[0]);
+    assert_eq!(r.write_calls, 0);
+}
