@@ -15,8 +15,9 @@
 //!   threads.
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
-//! the shipped models. Measured figures: `benches/forecast.rs` and the
-//! model cards.
+//! the shipped models. Measured (`cargo bench --bench forecast`, 2-core
+//! EPYC, AVX2+FMA): bilstm 95.5 us for one window on one thread, 186 ms
+//! for 5,000 windows on both cores; figures also in the model cards.
 
 use std::collections::HashMap;
 
