@@ -240,6 +240,12 @@ impl ServeArgs {
             return Ok(None);
         }
         let policy = self.write_policy()?;
+        if !(self.target_utilisation > 0.0 && self.target_utilisation <= 100.0) {
+            bail!(
+                "--target-utilisation must be a percentage in (0, 100]; got {}",
+                self.target_utilisation
+            );
+        }
         let sdk = self.aws_settings().load().await;
         let settings = PlanSettings {
             prefix: self.action_prefix.clone(),
@@ -918,6 +924,23 @@ mod tests {
         assert!(
             !p.writes(&ScalingGroup::parse("web").expect("name")),
             "kill switch wins"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_target_outside_0_100_is_refused_before_any_aws_call() {
+        for bad in ["0", "-5", "150", "NaN"] {
+            let flag = format!("--target-utilisation={bad}");
+            let a = serve_args(&["--asg-groups", "web", &flag]);
+            let err = a.actuator().await.expect_err(bad).to_string();
+            assert!(err.contains("--target-utilisation"), "{err}");
+        }
+        assert!(
+            serve_args(&[])
+                .actuator()
+                .await
+                .expect("no groups")
+                .is_none()
         );
     }
 }
