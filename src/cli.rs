@@ -138,6 +138,18 @@ pub struct ServeArgs {
     /// AWS region (default: the standard chain).
     #[arg(long, env = "FORESCALE_AWS_REGION")]
     pub aws_region: Option<String>,
+    /// Bearer tokens every write endpoint needs (comma-separated, each at
+    /// least 16 characters). None set: writes are open.
+    #[arg(
+        long,
+        env = "FORESCALE_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
+    /// File with one bearer token per line (added to --api-tokens).
+    #[arg(long, env = "FORESCALE_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Identity of this replica for the per-group write lease (default:
     /// host name and process id).
     #[arg(long, env = "FORESCALE_REPLICA_ID")]
@@ -163,6 +175,17 @@ impl ServeArgs {
                 data_dir: Some(self.data_dir.clone()),
             },
         }
+    }
+
+    /// The bearer tokens of --api-tokens and --api-tokens-file.
+    pub fn tokens(&self) -> anyhow::Result<Option<crate::http::auth::ApiTokens>> {
+        let mut all = self.api_tokens.clone();
+        if let Some(path) = &self.api_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --api-tokens-file {}", path.display()))?;
+            all.extend(text.lines().map(str::to_owned));
+        }
+        crate::http::auth::ApiTokens::new(all).map_err(|e| anyhow::anyhow!("API tokens: {e}"))
     }
 
     /// The managed groups, parsed.
@@ -349,7 +372,14 @@ impl ServeArgs {
             }
         };
         let actuator = self.actuator().await?;
+        let tokens = self.tokens()?;
+        if tokens.is_none() {
+            tracing::warn!(
+                "no API tokens configured: write endpoints are open (set FORESCALE_API_TOKENS)"
+            );
+        }
         Ok(AppState {
+            tokens,
             actuator,
             cache,
             store,

@@ -59,6 +59,8 @@ pub enum ApiError {
     NotFound { method: String, path: String },
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -83,6 +85,7 @@ impl ApiError {
             }
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Internal(_) => "internal",
         }
     }
@@ -120,6 +123,7 @@ impl ApiError {
                 b.field = Some("body".into());
             }
             Self::UnsupportedMediaType => b.field = Some("Content-Type".into()),
+            Self::Unauthorized(_) => b.field = Some("Authorization".into()),
             Self::Store(StoreError::Io(_) | StoreError::Redis(_) | StoreError::Corrupt(_))
             | Self::NotFound { .. }
             | Self::MethodNotAllowed { .. }
@@ -149,6 +153,7 @@ impl ResponseError for ApiError {
             }
             Self::GroupNotFound(_) | Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             // Not the client's fault: the backend is down or the disk failed.
             Self::Store(StoreError::Io(_) | StoreError::Redis(_) | StoreError::Corrupt(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -165,7 +170,11 @@ impl ResponseError for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        HttpResponse::build(status).json(self.body())
+        let mut r = HttpResponse::build(status);
+        if matches!(self, Self::Unauthorized(_)) {
+            r.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        r.json(self.body())
     }
 }
 

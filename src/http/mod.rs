@@ -6,6 +6,7 @@
 //! JSON error body as everything else.
 
 mod actions;
+pub mod auth;
 mod error;
 mod forecast;
 mod groups;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub cache: crate::cache::EmbeddingCache,
     /// The scheduled-action writer, when groups are managed.
     pub actuator: Option<std::sync::Arc<crate::actuator::Actuator>>,
+    /// Tokens that writes need; `None` = open.
+    pub tokens: Option<auth::ApiTokens>,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).
@@ -98,8 +101,36 @@ pub fn create_app(
             let started = Instant::now();
             let method = req.method().to_string();
             let state = observed.clone();
-            let fut = srv.call(req);
+            let refused = match &state.tokens {
+                Some(tokens) if auth::needs_token(req.method()) => {
+                    let header = req
+                        .headers()
+                        .get(actix_web::http::header::AUTHORIZATION)
+                        .map(|v| v.as_bytes());
+                    (!tokens.accepts(header)).then_some(if header.is_none() {
+                        "this endpoint needs Authorization: Bearer <token>"
+                    } else {
+                        "the bearer token is not valid"
+                    })
+                }
+                _ => None,
+            };
+            let call = match refused {
+                None => Ok(srv.call(req)),
+                Some(msg) => Err(req.into_response(actix_web::ResponseError::error_response(
+                    &ApiError::Unauthorized(msg),
+                ))),
+            };
             async move {
+                let fut = match call {
+                    Ok(fut) => fut,
+                    Err(refused) => {
+                        state
+                            .metrics
+                            .observe_request("unauthorized", &method, 401, 0.0);
+                        return Ok(refused.map_into_right_body());
+                    }
+                };
                 let res = fut.await?;
                 // Label by route pattern, never by raw path (bounded cardinality).
                 let route = res
@@ -112,7 +143,7 @@ pub fn create_app(
                     res.status().as_u16(),
                     started.elapsed().as_secs_f64(),
                 );
-                Ok(res)
+                Ok(res.map_into_left_body())
             }
         })
 }

@@ -486,3 +486,49 @@ async fn restart_keeps_acknowledged_samples_memory() {
 async fn restart_keeps_acknowledged_samples_redis() {
     restart_keeps_acknowledged_samples(Kind::Redis).await;
 }
+
+#[actix_web::test]
+async fn writes_need_a_bearer_token_when_tokens_are_set() {
+    let f = Fixture::new(Kind::Memory, "auth");
+    let mut state = f.app_state().await;
+    state.tokens =
+        forescale::http::auth::ApiTokens::new(["s3cret-token-0123456789".to_owned()]).unwrap();
+    let app = test::init_service(create_app(actix_web::web::Data::new(state))).await;
+    let body = json!({"samples": [{"timestamp": 1_700_000_000, "features": {"cpu_usage_pct": 5}}]});
+    for (header, msg) in [
+        (None, "needs Authorization"),
+        (Some("Bearer wrong-token-0123456789"), "not valid"),
+    ] {
+        let mut req = post_json("/v1/groups/web/samples", &body);
+        if let Some(h) = header {
+            req = req.insert_header(("Authorization", h));
+        }
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers().get("WWW-Authenticate").unwrap(), "Bearer");
+        let v: Value = test::read_body_json(resp).await;
+        assert_eq!(v["field"], "Authorization");
+        assert!(v["message"].as_str().unwrap().contains(msg), "{v}");
+        assert!(
+            !v.to_string().contains("wrong-token"),
+            "tokens are never echoed"
+        );
+    }
+    // Nothing was stored by the refused requests.
+    let resp = test::call_service(&app, TestRequest::get().uri("/v1/groups").to_request()).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["groups"], json!([]));
+    let req = post_json("/v1/groups/web/samples", &body)
+        .insert_header(("Authorization", "Bearer s3cret-token-0123456789"));
+    let resp = test::call_service(&app, req.to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Reads stay open.
+    let resp = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/v1/groups/web/forecast?model=naive")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

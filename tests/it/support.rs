@@ -95,6 +95,7 @@ impl Fixture {
                 std::time::Duration::from_secs(600),
             ),
             actuator: None,
+            tokens: None,
         }
     }
 }
