@@ -115,7 +115,7 @@ impl Default for TrainOptions {
             hidden: 64,
             scale_weighting: false,
             window_scale: false,
-            log_target: false,
+            log_target: true,
         }
     }
 }
