@@ -259,10 +259,13 @@ impl ControlLoop {
             ));
         }
         // Plan: forecast at target, from the capacity in service.
-        let capacity_now = match fc.capacity_now {
-            Some(c) => Some(c),
-            None => self.actuator.limits(g).await.ok().map(|l| l.desired),
+        // Without capacity in the data, the group's desired capacity; the
+        // limits read for it are reused by the actuator below.
+        let limits = match fc.capacity_now {
+            Some(_) => None,
+            None => self.actuator.limits(g).await.ok(),
         };
+        let capacity_now = fc.capacity_now.or(limits.map(|l| l.desired));
         t.capacity_now = capacity_now;
         t.plan = forecast_at_target(
             fc.end,
@@ -280,7 +283,14 @@ impl ControlLoop {
             crate::domain::rfc3339(fc.end),
             capacity_now.map_or("unknown".into(), |c| c.to_string())
         );
-        let report = self.actuator.apply(g, &t.plan, &reason, now).await;
+        let report = match limits {
+            Some(l) => {
+                self.actuator
+                    .apply_with_limits(g, l, &t.plan, &reason, now)
+                    .await
+            }
+            None => self.actuator.apply(g, &t.plan, &reason, now).await,
+        };
         metrics.control_stage("actuate", report.is_ok(), s.elapsed().as_secs_f64());
         t.report = Some(report.map_err(|e| e.to_string())?);
         tracing::debug!(group = %g, elapsed_ms = started.elapsed().as_millis() as u64, "control loop: group done");

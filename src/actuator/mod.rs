@@ -99,6 +99,29 @@ pub struct FailedItem {
     pub error: String,
 }
 
+impl FailedItem {
+    /// From a batch call's per-item failure (name, code, message).
+    fn new(name: Option<&str>, code: Option<&str>, message: Option<&str>) -> Self {
+        Self {
+            name: name.unwrap_or_default().to_owned(),
+            error: format!(
+                "{}: {}",
+                code.unwrap_or("unknown"),
+                message.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The audit outcome of one batch: `ok` or how many items failed.
+fn batch_outcome(failed: &[FailedItem], items: usize) -> String {
+    if failed.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("{} of {items} failed", failed.len())
+    }
+}
+
 /// What one reconciliation did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApplyReport {
@@ -202,8 +225,22 @@ impl Actuator {
         reason: &str,
         now: i64,
     ) -> Result<ApplyReport, ActuatorError> {
-        let settings = self.settings_for(group);
         let limits = self.limits(group).await?;
+        self.apply_with_limits(group, limits, steps, reason, now)
+            .await
+    }
+
+    /// [`Actuator::apply`] with the group's limits already read this step
+    /// (saves a DescribeAutoScalingGroups call).
+    pub async fn apply_with_limits(
+        &self,
+        group: &ScalingGroup,
+        limits: GroupLimits,
+        steps: &[PlanStep],
+        reason: &str,
+        now: i64,
+    ) -> Result<ApplyReport, ActuatorError> {
+        let settings = self.settings_for(group);
         let existing = self.existing(group).await?;
         let wanted = plan::wanted_actions(steps, limits, &settings, now);
         let diff = plan::diff(&wanted, &existing, &settings, now);
@@ -240,11 +277,7 @@ impl Actuator {
         for chunk in diff.put.chunks(BATCH_LIMIT) {
             let (calls, failed) = self.put_with_retries(group, chunk).await?;
             report.write_calls += calls;
-            let outcome = if failed.is_empty() {
-                "ok".to_owned()
-            } else {
-                format!("{} of {} failed", failed.len(), chunk.len())
-            };
+            let outcome = batch_outcome(&failed, chunk.len());
             tracing::info!(group = %group, actions = chunk.len(), %outcome, %reason, "actuator: put scheduled actions");
             self.audit.record(AuditEntry::new(
                 group,
@@ -259,11 +292,7 @@ impl Actuator {
         for chunk in diff.delete.chunks(BATCH_LIMIT) {
             let (calls, failed) = self.delete_with_retries(group, chunk).await?;
             report.write_calls += calls;
-            let outcome = if failed.is_empty() {
-                "ok".to_owned()
-            } else {
-                format!("{} of {} failed", failed.len(), chunk.len())
-            };
+            let outcome = batch_outcome(&failed, chunk.len());
             tracing::info!(group = %group, actions = chunk.len(), %outcome, %reason, "actuator: deleted stale scheduled actions");
             self.audit.record(AuditEntry::new(
                 group,
@@ -315,13 +344,8 @@ impl Actuator {
             failed = out
                 .failed_scheduled_update_group_actions()
                 .iter()
-                .map(|f| FailedItem {
-                    name: f.scheduled_action_name().unwrap_or_default().to_owned(),
-                    error: format!(
-                        "{}: {}",
-                        f.error_code().unwrap_or("unknown"),
-                        f.error_message().unwrap_or_default()
-                    ),
+                .map(|f| {
+                    FailedItem::new(f.scheduled_action_name(), f.error_code(), f.error_message())
                 })
                 .collect();
             if failed.is_empty() {
@@ -360,13 +384,8 @@ impl Actuator {
                 .failed_scheduled_actions()
                 .iter()
                 .filter(|f| !f.error_message().unwrap_or_default().contains("not found"))
-                .map(|f| FailedItem {
-                    name: f.scheduled_action_name().unwrap_or_default().to_owned(),
-                    error: format!(
-                        "{}: {}",
-                        f.error_code().unwrap_or("unknown"),
-                        f.error_message().unwrap_or_default()
-                    ),
+                .map(|f| {
+                    FailedItem::new(f.scheduled_action_name(), f.error_code(), f.error_message())
                 })
                 .collect();
             if failed.is_empty() {
