@@ -42,14 +42,25 @@ pub async fn create_group(name: &str) -> ScalingGroup {
     ScalingGroup::parse(name).expect("name")
 }
 
-async fn actuator(enabled: &[&ScalingGroup]) -> Actuator {
-    let policy = WritePolicy {
-        enabled: enabled.iter().map(|g| g.to_string()).collect(),
-        ..WritePolicy::default()
-    };
+/// The action-name prefix of a test's actuator. moto 5.2.5 keys scheduled
+/// actions by name alone, across groups (AWS keys them per group), so
+/// tests running side by side must not share action names.
+pub fn action_prefix(g: &ScalingGroup) -> String {
+    format!("{g}-")
+}
+
+/// An actuator owning `action_prefix(g)`, writing for `g` when `write`.
+pub async fn actuator(g: &ScalingGroup, write: bool) -> Actuator {
+    let mut policy = WritePolicy::default();
+    if write {
+        policy.enabled.insert(g.to_string());
+    }
     Actuator::new(
         &sdk().await,
-        PlanSettings::default(),
+        PlanSettings {
+            prefix: action_prefix(g),
+            ..PlanSettings::default()
+        },
         policy,
         AuditLog::in_memory(),
     )
@@ -71,10 +82,11 @@ fn plan(now: i64, caps: &[u32]) -> Vec<PlanStep> {
         .collect()
 }
 
-fn ours(actions: &[ActionSpec]) -> Vec<(String, Option<u32>)> {
+fn ours(g: &ScalingGroup, actions: &[ActionSpec]) -> Vec<(String, Option<u32>)> {
+    let prefix = action_prefix(g);
     let mut v: Vec<_> = actions
         .iter()
-        .filter(|a| a.name.starts_with("forescale-"))
+        .filter(|a| a.name.starts_with(&prefix))
         .map(|a| (a.name.clone(), a.desired_capacity))
         .collect();
     v.sort();
@@ -84,7 +96,7 @@ fn ours(actions: &[ActionSpec]) -> Vec<(String, Option<u32>)> {
 #[actix_web::test]
 async fn forecast_only_is_the_default_and_writes_nothing() {
     let g = create_group(&unique_prefix("asg-dry")).await;
-    let act = actuator(&[]).await;
+    let act = actuator(&g, false).await;
     let t = now();
     let report = act
         .apply(&g, &plan(t, &[2, 4, 4, 6]), "test", t)
@@ -102,7 +114,7 @@ async fn forecast_only_is_the_default_and_writes_nothing() {
 #[actix_web::test]
 async fn reconciles_only_its_own_actions_and_is_idempotent() {
     let g = create_group(&unique_prefix("asg-rec")).await;
-    let act = actuator(&[&g]).await;
+    let act = actuator(&g, true).await;
     let client = aws_sdk_autoscaling::Client::new(&sdk().await);
     // An action a person created: it must survive everything below.
     client
@@ -126,12 +138,12 @@ async fn reconciles_only_its_own_actions_and_is_idempotent() {
     let existing = act.existing(&g).await.unwrap();
     // Change points 2, 4, 6 and 30 clamped to the group's max of 20.
     let expected = vec![
-        (action_name("forescale-", steps[0].at), Some(2)),
-        (action_name("forescale-", steps[1].at), Some(4)),
-        (action_name("forescale-", steps[3].at), Some(6)),
-        (action_name("forescale-", steps[4].at), Some(20)),
+        (action_name(&action_prefix(&g), steps[0].at), Some(2)),
+        (action_name(&action_prefix(&g), steps[1].at), Some(4)),
+        (action_name(&action_prefix(&g), steps[3].at), Some(6)),
+        (action_name(&action_prefix(&g), steps[4].at), Some(20)),
     ];
-    assert_eq!(ours(&existing), expected);
+    assert_eq!(ours(&g, &existing), expected);
     let first_action = existing.iter().find(|a| a.name == expected[0].0).unwrap();
     assert_eq!(first_action.start, steps[0].at - 300);
 
@@ -154,7 +166,7 @@ async fn reconciles_only_its_own_actions_and_is_idempotent() {
     assert_eq!(r.write_calls, 2);
     let existing = act.existing(&g).await.unwrap();
     assert_eq!(
-        ours(&existing),
+        ours(&g, &existing),
         vec![
             (expected[0].0.clone(), Some(2)),
             (expected[1].0.clone(), Some(5)),
@@ -176,7 +188,7 @@ async fn reconciles_only_its_own_actions_and_is_idempotent() {
 #[actix_web::test]
 async fn more_than_fifty_actions_go_in_several_batches() {
     let g = create_group(&unique_prefix("asg-big")).await;
-    let act = actuator(&[&g]).await;
+    let act = actuator(&g, true).await;
     let t = now();
     let caps: Vec<u32> = (0..70).map(|i| 1 + (i % 2)).collect();
     let r = act
@@ -185,13 +197,13 @@ async fn more_than_fifty_actions_go_in_several_batches() {
         .unwrap();
     assert_eq!(r.diff.put.len(), 70);
     assert_eq!(r.write_calls, 2);
-    assert_eq!(ours(&act.existing(&g).await.unwrap()).len(), 70);
+    assert_eq!(ours(&g, &act.existing(&g).await.unwrap()).len(), 70);
 }
 
 #[actix_web::test]
 async fn the_kill_switch_stops_writes() {
     let g = create_group(&unique_prefix("asg-kill")).await;
-    let act = actuator(&[&g]).await;
+    let act = actuator(&g, true).await;
     act.policy
         .kill_switch
         .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -203,8 +215,8 @@ async fn the_kill_switch_stops_writes() {
 
 #[actix_web::test]
 async fn an_unknown_group_is_a_clear_error() {
-    let act = actuator(&[]).await;
     let g = ScalingGroup::parse(&unique_prefix("asg-missing")).unwrap();
+    let act = actuator(&g, false).await;
     let err = act.apply(&g, &[], "test", now()).await.unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }

@@ -13,7 +13,7 @@ use forescale::control::{ControlLoop, ControlSettings, Lease};
 use forescale::domain::ScalingGroup;
 use forescale::ingest::cloudwatch::CloudWatchPuller;
 
-use crate::actuator::{create_group, sdk};
+use crate::actuator::{action_prefix, create_group, sdk};
 use crate::support::{Fixture, Kind, redis_url, unique_prefix};
 
 /// CPU at `cpu` % and 4 instances in service for the last `periods`
@@ -58,7 +58,10 @@ async fn control(
     }
     let actuator = Arc::new(Actuator::new(
         &sdk,
-        PlanSettings::default(),
+        PlanSettings {
+            prefix: action_prefix(group),
+            ..PlanSettings::default()
+        },
         policy,
         AuditLog::in_memory(),
     ));
@@ -101,10 +104,10 @@ async fn one_tick_pulls_forecasts_and_writes_the_plan_once() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|a| a.name.starts_with("forescale-"))
+        .filter(|a| a.name.starts_with(&action_prefix(&g)))
         .collect();
-    assert_eq!(ours.len(), 1);
-    assert_eq!(ours[0].name, action_name("forescale-", end + 300));
+    assert_eq!(ours.len(), 1, "{t:?}\n{ours:?}");
+    assert_eq!(ours[0].name, action_name(&action_prefix(&g), end + 300));
     assert_eq!(ours[0].desired_capacity, Some(6));
 
     // The samples are in the store: the group's forecast endpoint works.
