@@ -44,6 +44,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Convert a dataset to the generic long CSV.
     Import(ImportArgs),
+    /// Replay demand traces against scaling policies (POLICY_EVAL.md):
+    /// the cost / SLA table and demand-vs-capacity plots.
+    Simulate(SimulateArgs),
     /// Stream a trace into a running service at N x speed.
     Replay(ReplayArgs),
     /// Print the OpenAPI document.
@@ -453,6 +456,36 @@ pub struct EvaluateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Policies, comma-separated: oracle, threshold, target-tracking,
+    /// predictive (seasonal-naive forecasts, POLICY_EVAL.md's reference)
+    /// and predictive-<forecaster> (naive, snaive, or a trained model in
+    /// --models-dir, e.g. predictive-bilstm).
+    #[arg(
+        long,
+        alias = "policies",
+        env = "FORESCALE_SIM_POLICIES",
+        value_delimiter = ',',
+        default_value = "oracle,threshold,target-tracking,predictive,predictive-bilstm"
+    )]
+    pub policy: Vec<String>,
+    /// `main` (POLICY_EVAL.md's 13 traces), one trace of it by name
+    /// (e.g. bb-aug-svc3), or a CSV file with columns timestamp,value.
+    #[arg(long, env = "FORESCALE_SIM_TRACE", default_value = "main")]
+    pub trace: String,
+    /// Folder holding the shared datasets.
+    #[arg(long, env = "FORESCALE_DATA_ROOT", default_value = "../shared/data")]
+    pub data_root: PathBuf,
+    /// Folder of trained models (for predictive-<model>).
+    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Output folder: scores.csv, summary.csv, report.md and one
+    /// demand-vs-capacity SVG per trace.
+    #[arg(long, env = "FORESCALE_SIM_OUT", default_value = "reports/sim")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ImportArgs {
     #[command(flatten)]
     pub data: DatasetArgs,
@@ -468,6 +501,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => tokio::task::spawn_blocking(move || evaluate(&args)).await?,
         Command::Train(args) => tokio::task::spawn_blocking(move || train(&args)).await?,
         Command::Import(args) => import(&args),
+        Command::Simulate(args) => tokio::task::spawn_blocking(move || simulate(&args)).await?,
         Command::Replay(args) => replay::run(args).await,
         Command::Openapi => {
             print!("{}", http::openapi_json());
@@ -730,6 +764,55 @@ fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
         &args.out,
         args.dump_forecasts.as_deref(),
     )?;
+    Ok(())
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    use crate::sim::{self, PolicySpec, SimForecaster};
+    let registry = ModelRegistry::load_dir(&args.models_dir)
+        .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
+    let neural = |name: &str| {
+        registry
+            .neural()
+            .find(|m| m.name() == name)
+            .map(|m| SimForecaster::Neural(m.clone()))
+    };
+    let specs = args
+        .policy
+        .iter()
+        .map(|p| PolicySpec::parse(p.trim(), neural))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
+    let traces = sim::traces::load_spec(&args.data_root, &args.trace)
+        .with_context(|| format!("--trace {}", args.trace))?;
+    std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
+    let started = std::time::Instant::now();
+    let runs = sim::run_all(&traces, &specs, |trace, runs| {
+        eprintln!(
+            "[{:>5.1}s] {:<26} {} steps scored: {}",
+            started.elapsed().as_secs_f64(),
+            trace.id,
+            runs.first().map_or(0, |r| r.scores.steps),
+            runs.iter()
+                .map(|r| format!("{} {:.1}%", r.scores.policy, r.scores.sla_pct))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    })?;
+    for (trace, trace_runs) in traces.iter().zip(&runs) {
+        let refs: Vec<&sim::Run> = trace_runs.iter().collect();
+        sim::report::plot(&args.out.join(format!("{}.svg", trace.id)), trace, &refs)?;
+    }
+    let scores: Vec<sim::Scores> = runs.iter().flatten().map(|r| r.scores.clone()).collect();
+    let agg = sim::report::aggregate(&scores);
+    sim::report::write(&args.out, &scores, &agg, &command_line())?;
+    println!(
+        "mean over {} traces\n{}",
+        traces.len(),
+        sim::report::markdown_summary(&agg, "mean")
+    );
+    println!("median\n{}", sim::report::markdown_summary(&agg, "median"));
+    println!("report: {}", args.out.join("report.md").display());
     Ok(())
 }
 

@@ -36,5 +36,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod plots;
 pub mod replay;
+pub mod sim;
 pub mod store;
 pub mod train;

@@ -12,5 +12,6 @@ mod control;
 mod http_api;
 mod neural;
 mod openapi;
+mod sim;
 mod store_suite;
 mod support;

@@ -16,8 +16,13 @@ pub fn redis_url() -> String {
     std::env::var("FORESCALE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
+/// The shared traces: `FORESCALE_DATA_ROOT` when set, else `../shared/data`
+/// beside the project root.
 pub fn shared_data() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data"))
+    std::env::var_os("FORESCALE_DATA_ROOT").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")),
+        PathBuf::from,
+    )
 }
 
 /// A key prefix no other test (or run) uses.

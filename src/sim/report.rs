@@ -1,0 +1,262 @@
+//! The POLICY_EVAL.md table: per trace and aggregated over traces (mean
+//! and median), as CSV and Markdown, and demand-vs-capacity plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use plotters::prelude::*;
+
+use super::{Run, Scores, Trace};
+
+/// Mean and median of each score of one policy over traces.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Aggregate {
+    pub policy: String,
+    pub stat: &'static str,
+    pub traces: usize,
+    pub cost_vs_oracle: f64,
+    pub sla_pct: f64,
+    pub utilisation_pct: f64,
+    pub violating_steps_per_hour: f64,
+    pub violation_episodes_per_hour: f64,
+    pub overload_volume: f64,
+    pub capacity_changes: f64,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Fill `cost_vs_oracle` from the oracle's row of the same trace.
+pub fn relate_to_oracle(scores: &mut [Scores]) {
+    let oracle: Vec<(String, f64)> = scores
+        .iter()
+        .filter(|s| s.policy == "oracle")
+        .map(|s| (s.trace.clone(), s.cost_usd))
+        .collect();
+    for s in scores.iter_mut() {
+        if let Some((_, c)) = oracle.iter().find(|(t, _)| *t == s.trace) {
+            s.cost_vs_oracle = s.cost_usd / c;
+        }
+    }
+}
+
+/// Mean and median per policy, in the order policies first appear.
+pub fn aggregate(scores: &[Scores]) -> Vec<Aggregate> {
+    let mut policies: Vec<&str> = Vec::new();
+    for s in scores {
+        if !policies.contains(&s.policy.as_str()) {
+            policies.push(&s.policy);
+        }
+    }
+    let mut out = Vec::new();
+    for p in policies {
+        let rows: Vec<&Scores> = scores.iter().filter(|s| s.policy == p).collect();
+        let col = |f: fn(&Scores) -> f64| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
+        for (stat, g) in [("mean", mean as fn(&[f64]) -> f64), ("median", median)] {
+            out.push(Aggregate {
+                policy: p.to_owned(),
+                stat,
+                traces: rows.len(),
+                cost_vs_oracle: g(&col(|s| s.cost_vs_oracle)),
+                sla_pct: g(&col(|s| s.sla_pct)),
+                utilisation_pct: g(&col(|s| s.utilisation_pct)),
+                violating_steps_per_hour: g(&col(|s| s.violating_steps_per_hour)),
+                violation_episodes_per_hour: g(&col(|s| s.violation_episodes_per_hour)),
+                overload_volume: g(&col(|s| s.overload_volume)),
+                capacity_changes: g(&col(|s| s.capacity_changes as f64)),
+            });
+        }
+    }
+    out
+}
+
+fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| path.display().to_string())?;
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The headline table (one row per policy, one statistic).
+pub fn markdown_summary(agg: &[Aggregate], stat: &str) -> String {
+    let mut s = String::from(
+        "| policy | cost / oracle | SLA % | capped utilisation % | violating steps / h | \
+         episodes / h | overload volume | capacity changes |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for a in agg.iter().filter(|a| a.stat == stat) {
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.2} | {:.1} | {:.3} | {:.3} | {:.1} | {:.0} |",
+            a.policy,
+            a.cost_vs_oracle,
+            a.sla_pct,
+            a.utilisation_pct,
+            a.violating_steps_per_hour,
+            a.violation_episodes_per_hour,
+            a.overload_volume,
+            a.capacity_changes
+        );
+    }
+    s
+}
+
+/// Per-trace table: cost / oracle and SLA % per policy.
+pub fn markdown_per_trace(scores: &[Scores]) -> String {
+    let mut policies: Vec<&str> = Vec::new();
+    let mut traces: Vec<&str> = Vec::new();
+    for s in scores {
+        if !policies.contains(&s.policy.as_str()) {
+            policies.push(&s.policy);
+        }
+        if !traces.contains(&s.trace.as_str()) {
+            traces.push(&s.trace);
+        }
+    }
+    let mut s = String::from("| trace |");
+    for p in &policies {
+        let _ = write!(s, " {p} |");
+    }
+    s.push_str("\n| --- |");
+    s.push_str(&" --- |".repeat(policies.len()));
+    s.push('\n');
+    for t in traces {
+        let _ = write!(s, "| {t} |");
+        for p in &policies {
+            match scores.iter().find(|r| r.trace == t && r.policy == *p) {
+                Some(r) => {
+                    let _ = write!(s, " {:.3} / {:.2} % |", r.cost_vs_oracle, r.sla_pct);
+                }
+                None => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// `scores.csv` (per trace), `summary.csv` (aggregates) and `report.md`.
+pub fn write(
+    out: &Path,
+    scores: &[Scores],
+    agg: &[Aggregate],
+    command: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    write_csv(&out.join("scores.csv"), scores)?;
+    write_csv(&out.join("summary.csv"), agg)?;
+    let md = format!(
+        "# Scaling-policy benchmark (POLICY_EVAL.md v1.1)\n\n\
+         Made by `{command}`. Test segments only; cost / oracle is per trace, then \
+         aggregated.\n\n## Mean over traces\n\n{}\n## Median over traces\n\n{}\n\
+         ## Per trace (cost / oracle / SLA %)\n\n{}",
+        markdown_summary(agg, "mean"),
+        markdown_summary(agg, "median"),
+        markdown_per_trace(scores)
+    );
+    std::fs::write(out.join("report.md"), md).with_context(|| out.display().to_string())?;
+    Ok(())
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("plotting: {e}")
+}
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+
+/// Demand (as instances needed at 90 %) and each policy's ready capacity
+/// over the test segment of one trace, as SVG.
+pub fn plot(path: &Path, trace: &Trace, runs: &[&Run]) -> anyhow::Result<()> {
+    let from = trace.split.val_end;
+    let to = trace.load.len();
+    let need: Vec<f64> = trace
+        .load
+        .iter()
+        .map(|d| d / super::SLA_UTILISATION)
+        .collect();
+    let top = runs
+        .iter()
+        .flat_map(|r| r.ready.iter().map(|v| f64::from(*v)))
+        .chain(need[from..].iter().copied())
+        .fold(1.0, f64::max)
+        * 1.05;
+    let root = SVGBackend::new(path, (1200, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{}: demand vs ready capacity (test segment)", trace.id),
+            ("sans-serif", 20),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(from as f64..to as f64, 0.0..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step (5 min)")
+        .y_desc("instances")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            (from..to).map(|t| (t as f64, need[t])),
+            BLACK.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("demand / 0.9")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK));
+    for (i, r) in runs.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(
+                (from..to).map(|t| (t as f64, f64::from(r.ready[t - r.from]))),
+                c.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(r.scores.policy.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], c));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}

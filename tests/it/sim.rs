@@ -1,0 +1,150 @@
+//! The simulator on the real traces, end to end through `forescale
+//! simulate`, checked against POLICY_EVAL.md's reference figures (a second,
+//! independent implementation of the protocol).
+
+use clap::Parser;
+use forescale::cli::{Cli, run};
+
+use crate::support::shared_data;
+
+async fn forescale(args: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec!["forescale"];
+    argv.extend_from_slice(args);
+    run(Cli::try_parse_from(argv)?).await
+}
+
+/// summary.csv rows: (policy, stat) -> (cost / oracle, SLA %, utilisation %).
+fn summary(dir: &std::path::Path) -> Vec<(String, String, f64, f64, f64)> {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (p, s, c, sla, u) = (
+        col("policy"),
+        col("stat"),
+        col("cost_vs_oracle"),
+        col("sla_pct"),
+        col("utilisation_pct"),
+    );
+    r.records()
+        .map(Result::unwrap)
+        .map(|row| {
+            (
+                row[p].to_owned(),
+                row[s].to_owned(),
+                row[c].parse().unwrap(),
+                row[sla].parse().unwrap(),
+                row[u].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn reference_policies_match_the_protocols_figures_on_the_main_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let root = shared_data();
+    forescale(&[
+        "simulate",
+        "--trace",
+        "main",
+        "--policy",
+        "oracle,threshold,target-tracking,predictive",
+        "--data-root",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let rows = summary(&out);
+    let mean = |p: &str| {
+        rows.iter()
+            .find(|r| r.0 == p && r.1 == "mean")
+            .unwrap_or_else(|| panic!("no mean row for {p}: {rows:?}"))
+            .clone()
+    };
+    // POLICY_EVAL.md v1.1, mean over the 13 traces: (cost / oracle, SLA %,
+    // capped utilisation %).
+    let reference = [
+        ("oracle", 1.000, 100.00, 75.3),
+        ("threshold", 1.497, 95.44, 45.8),
+        ("target-tracking", 1.720, 97.88, 44.9),
+        ("predictive-snaive", 2.455, 99.35, 37.4),
+    ];
+    for (p, cost, sla, util) in reference {
+        let (_, _, c, s, u) = mean(p);
+        assert!(
+            (c - cost).abs() < 0.01 * cost && (s - sla).abs() < 0.1 && (u - util).abs() < 0.5,
+            "{p}: ours cost/oracle {c:.3} SLA {s:.2} util {u:.1}, reference {cost} {sla} {util}"
+        );
+    }
+    let text = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(text.contains("| bb-aug-svc8 |"), "{text}");
+    let svg = std::fs::read_to_string(out.join("google-job113-sum9.svg")).unwrap();
+    assert!(svg.contains("target-tracking") && svg.contains("demand / 0.9"));
+}
+
+#[actix_web::test]
+async fn the_shipped_forecaster_drives_a_predictive_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let root = shared_data();
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+    forescale(&[
+        "simulate",
+        "--trace",
+        "bb-aug-svc2",
+        "--policy",
+        "oracle,predictive-bilstm,predictive-naive",
+        "--data-root",
+        root.to_str().unwrap(),
+        "--models-dir",
+        models,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let rows = summary(&out);
+    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert!(names.contains(&"predictive-bilstm"), "{names:?}");
+    for r in rows.iter().filter(|r| r.0 != "oracle") {
+        // Never under target tracking, so never cheaper than the oracle by
+        // more than rounding, and well served.
+        assert!(r.2 > 0.99 && r.3 > 90.0, "{r:?}");
+    }
+}
+
+#[actix_web::test]
+async fn bad_policy_and_trace_names_are_errors_naming_them() {
+    let root = shared_data();
+    let root = root.to_str().unwrap();
+    let e = forescale(&["simulate", "--policy", "magic", "--data-root", root])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("--policy: unknown policy \"magic\""),
+        "{e:#}"
+    );
+    let e = forescale(&[
+        "simulate",
+        "--policy",
+        "predictive-nope",
+        "--data-root",
+        root,
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("no trained model \"nope\""),
+        "{e:#}"
+    );
+    let e = forescale(&["simulate", "--trace", "bb-aug-svc9", "--data-root", root])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("unknown trace \"bb-aug-svc9\""),
+        "{e:#}"
+    );
+}
