@@ -260,10 +260,19 @@ fn gemm_acc<S: Simd>(
     let nv = n / S::F32_LANES;
     let bv = S::as_simd_f32s(&b[..k * n]).0;
     let cv = S::as_mut_simd_f32s(&mut c[..m * n]).0;
-    // Four rows by two vectors: 8 accumulators, each broadcast used twice
-    // and each weight vector four times.
+    // Four rows by three vectors: 12 accumulators (two FMA pipes of
+    // latency 4 need 8 in flight; 12 leave slack), each broadcast used
+    // three times and each weight vector four times.
     let m4 = m - m % 4;
     let mut jv = 0;
+    while jv + 3 <= nv {
+        let mut i = 0;
+        while i < m4 {
+            micro::<S, 4, 3>(simd, a, lda, i, k, bv, nv, jv, cv);
+            i += 4;
+        }
+        jv += 3;
+    }
     while jv + 2 <= nv {
         let mut i = 0;
         while i < m4 {
