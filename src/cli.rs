@@ -767,20 +767,107 @@ fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
+    use crate::sim::{self, SimForecaster, ppo};
+    let registry = ModelRegistry::load_dir(&args.models_dir)
+        .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
+    let forecaster = match args.policy_forecaster.as_str() {
+        "naive" => SimForecaster::Naive,
+        "snaive" => SimForecaster::SeasonalNaive,
+        m => SimForecaster::Neural(
+            registry
+                .neural()
+                .find(|n| n.name() == m)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("--policy-forecaster: no trained model {m:?}"))?,
+        ),
+    };
+    let traces = sim::traces::load_spec(&args.data.data_root, &args.policy_traces)
+        .with_context(|| format!("--policy-traces {}", args.policy_traces))?;
+    eprintln!(
+        "forecasting {} traces with {} (once, reused by every rollout)",
+        traces.len(),
+        forecaster.name()
+    );
+    let tables = traces
+        .iter()
+        .map(|t| forecaster.table(t, 13, sim::SIM_HORIZON))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agents: Vec<ppo::Agent> = traces
+        .iter()
+        .zip(&tables)
+        .map(|(t, f)| ppo::Agent::new(t, f))
+        .collect();
+    let opts = ppo::PpoOptions {
+        iterations: args.policy_iterations,
+        seed: args.seed,
+        reward: ppo::RewardWeights {
+            violation: args.policy_violation_weight,
+            ..ppo::RewardWeights::default()
+        },
+        ..ppo::PpoOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let (weights, report) = ppo::train(&agents, &opts, |it, reward, v| {
+        eprintln!(
+            "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  validation: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
+            started.elapsed().as_secs_f64(),
+            opts.iterations,
+            v.cost_vs_oracle,
+            v.sla_pct,
+            v.objective
+        );
+    })?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join("policy"));
+    let config = crate::policy::rl::PolicyConfig {
+        forecaster: forecaster.name(),
+        ..crate::policy::rl::PolicyConfig::default()
+    };
+    ppo::save(&out, &weights, &config)?;
+    std::fs::write(
+        out.join("training.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "command": command_line(),
+            "traces": traces.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            "options": opts,
+            "report": report,
+        }))?,
+    )?;
+    eprintln!(
+        "best validation at iteration {}: cost/oracle {:.3}, SLA {:.2} % ({:.0} s); wrote {}",
+        report.best_iteration,
+        report.best.cost_vs_oracle,
+        report.best.sla_pct,
+        report.seconds,
+        out.display()
+    );
+    Ok(())
+}
+
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     use crate::sim::{self, PolicySpec, SimForecaster};
     let registry = ModelRegistry::load_dir(&args.models_dir)
         .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
-    let neural = |name: &str| {
-        registry
+    let catalog = sim::Catalog {
+        neural: registry
             .neural()
-            .find(|m| m.name() == name)
-            .map(|m| SimForecaster::Neural(m.clone()))
+            .map(|m| (m.name().to_owned(), SimForecaster::Neural(m.clone())))
+            .collect(),
+        rl: match args.models_dir.join("policy") {
+            d if d.join("model.safetensors").is_file() => Some(
+                crate::policy::rl::RlPolicy::load(&d)
+                    .with_context(|| format!("loading the policy from {}", d.display()))?,
+            ),
+            _ => None,
+        },
     };
     let specs = args
         .policy
         .iter()
-        .map(|p| PolicySpec::parse(p.trim(), neural))
+        .map(|p| PolicySpec::parse(p.trim(), &catalog))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--policy: {e}"))?;
     let traces = sim::traces::load_spec(&args.data_root, &args.trace)
@@ -820,10 +907,29 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DatasetArgs,
-    /// `bilstm` (bidirectional) or `lstm` (the unidirectional ablation).
+    /// `bilstm` (bidirectional), `lstm` (the unidirectional ablation) or
+    /// `policy` (the PPO scaling policy, trained in the simulator on the
+    /// train segments of --policy-traces).
     #[arg(long, env = "FORESCALE_TRAIN_MODEL", default_value = "bilstm",
-          value_parser = ["bilstm", "lstm"])]
+          value_parser = ["bilstm", "lstm", "policy"])]
     pub model: String,
+    /// Policy: the traces whose train segments it learns on (`main` or
+    /// one trace name).
+    #[arg(long, env = "FORESCALE_POLICY_TRACES", default_value = "main")]
+    pub policy_traces: String,
+    /// Policy: the forecaster whose quantiles it reads (a trained model in
+    /// --models-dir, or naive / snaive).
+    #[arg(long, env = "FORESCALE_POLICY_FORECASTER", default_value = "bilstm")]
+    pub policy_forecaster: String,
+    /// Policy: PPO iterations (rollout of 512 steps per trace each).
+    #[arg(long, env = "FORESCALE_POLICY_ITERATIONS", default_value_t = 300)]
+    pub policy_iterations: usize,
+    /// Policy: reward weight of a step in violation of the SLA.
+    #[arg(long, env = "FORESCALE_POLICY_VIOLATION_WEIGHT", default_value_t = 2.0)]
+    pub policy_violation_weight: f64,
+    /// Folder of trained models (the policy's forecaster).
+    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
     /// Look-back L in steps.
     #[arg(long, env = "FORESCALE_TRAIN_LOOKBACK", default_value_t = 12)]
     pub lookback: usize,
@@ -880,6 +986,9 @@ pub struct TrainArgs {
 }
 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.model == "policy" {
+        return train_policy(args);
+    }
     let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let opts = crate::train::TrainOptions {
         bidirectional: args.model == "bilstm",

@@ -35,6 +35,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod plots;
+pub mod policy;
 pub mod replay;
 pub mod sim;
 pub mod store;

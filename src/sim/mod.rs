@@ -18,64 +18,22 @@
 //! well under a millisecond per policy (`cargo bench --bench sim`).
 
 pub mod forecasts;
-pub mod policies;
+pub mod ppo;
 pub mod report;
 pub mod traces;
 
+use std::ops::Range;
+
 use serde::Serialize;
 
+pub use crate::policy::{
+    COST_PER_STEP, Guarded, GuardrailSettings, MAX_CAPACITY, MIN_CAPACITY, Observation, Policy,
+    PolicyKind, SLA_UTILISATION, STEPS_PER_HOUR, needed, within_sla,
+};
 pub use forecasts::{ForecastTable, SimForecaster};
-pub use policies::{Policy, PolicyKind};
 pub use traces::Trace;
 
-pub const MIN_CAPACITY: u32 = 1;
-pub const MAX_CAPACITY: u32 = 100;
-/// 0.384 USD per instance-hour.
-pub const COST_PER_STEP: f64 = 0.032;
-/// Steps per hour.
-pub const STEPS_PER_HOUR: f64 = 12.0;
-/// Ready capacity must keep utilisation at or under this.
-pub const SLA_UTILISATION: f64 = 0.9;
-
-/// Instances needed to serve `d` within the SLA.
-pub fn needed(d: f64) -> u32 {
-    ((d / SLA_UTILISATION) - 1e-9).ceil().max(0.0) as u32
-}
-
-/// Whether ready capacity serves load `d` within the SLA.
-pub fn within_sla(d: f64, ready: u32) -> bool {
-    d <= SLA_UTILISATION * f64::from(ready) + 1e-9
-}
-
-/// What a policy sees at the start of step `t`.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
-    pub t: usize,
-    /// Unix time of step t.
-    pub timestamp: i64,
-    /// Load of steps 0..t (the newest is t-1).
-    pub history: &'a [f64],
-    /// Ready instances now.
-    pub ready: u32,
-    /// Launches still warming up.
-    pub pending: u32,
-    /// Ready instances during step t-1.
-    pub last_ready: u32,
-    /// Quantiles (p10, p50, p90) for steps t, t+1, ..., made from the
-    /// load up to t-1; None when the policy runs without a forecaster.
-    pub forecast: Option<&'a [[f32; 3]]>,
-}
-
-impl Observation<'_> {
-    pub fn total(&self) -> u32 {
-        self.ready + self.pending
-    }
-
-    /// Load of the last step (0 before any).
-    pub fn last_load(&self) -> f64 {
-        self.history.last().copied().unwrap_or(0.0)
-    }
-}
+use crate::policy::rl::RlPolicy;
 
 /// POLICY_EVAL.md's scores of one replay (test segment).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -114,20 +72,29 @@ pub struct Run {
 /// desired total cannot express; so it is replayed as a schedule rather
 /// than through [`Policy`].
 pub fn simulate_oracle(trace: &Trace) -> Run {
+    simulate_oracle_in(
+        trace,
+        trace.split.train_end.max(1),
+        trace.split.val_end..trace.load.len(),
+    )
+}
+
+/// The oracle replayed from step `start`, scored on steps `score`.
+pub fn simulate_oracle_in(trace: &Trace, start: usize, score: Range<usize>) -> Run {
     let d = &trace.load;
     let last = d.len() - 1;
     let need = |t: usize| needed(d[t.min(last)]).clamp(MIN_CAPACITY, MAX_CAPACITY);
-    let from = trace.split.train_end.max(1);
+    let from = start.max(1);
     // Launches made at step s become ready at s + 2.
     let launch = |s: usize| need(s + 2).saturating_sub(need(s + 1));
     let mut acc = Acc::default();
     let (mut run_ready, mut run_total) = (Vec::new(), Vec::new());
-    for (t, &dt) in d.iter().enumerate().skip(from) {
+    for (t, &dt) in d.iter().enumerate().take(score.end).skip(from) {
         let ready = need(t);
         let exists = ready + launch(t - 1) + launch(t);
         let before = need(t - 1) + launch(t.saturating_sub(2));
         let changed = launch(t) > 0 || ready < before;
-        acc.step(dt, ready, exists, changed, t >= trace.split.val_end);
+        acc.step(dt, ready, exists, changed, score.contains(&t));
         run_ready.push(ready);
         run_total.push(exists);
     }
@@ -200,74 +167,195 @@ impl Acc {
     }
 }
 
-/// Replay `trace` from its validation start against `policy`.
+/// The group model's state between steps.
+#[derive(Debug, Clone, Copy)]
+pub struct Group {
+    /// Ready instances now.
+    pub ready: u32,
+    /// Launched at the previous step, pending in this one.
+    pub pending: u32,
+    /// Ready during the previous step.
+    pub last_ready: u32,
+    /// Launched at this step (after `apply`).
+    launched: u32,
+}
+
+/// What one step's decision did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// Ready during the step.
+    pub ready: u32,
+    /// Instances paid for in the step (ready + pending).
+    pub exists: u32,
+    pub changed: bool,
+}
+
+impl Group {
+    /// Ready capacity for load `d_before` of the step before, clamped.
+    pub fn start(d_before: f64) -> Self {
+        let ready = needed(d_before).clamp(MIN_CAPACITY, MAX_CAPACITY);
+        Self {
+            ready,
+            pending: 0,
+            last_ready: ready,
+            launched: 0,
+        }
+    }
+
+    /// What a policy sees at the start of step `t`.
+    pub fn observe<'a>(
+        &self,
+        trace: &'a Trace,
+        t: usize,
+        forecasts: Option<&'a ForecastTable>,
+    ) -> Observation<'a> {
+        Observation {
+            t,
+            timestamp: trace.timestamp(t),
+            history: &trace.load[..t],
+            ready: self.ready,
+            pending: self.pending,
+            last_ready: self.last_ready,
+            forecast: forecasts.and_then(|f| f.at(t)),
+        }
+    }
+
+    /// Apply a desired total (clamped to min/max) at the start of a step.
+    pub fn apply(&mut self, want: u32) -> StepOutcome {
+        let want = want.clamp(MIN_CAPACITY, MAX_CAPACITY);
+        let total = self.ready + self.pending;
+        self.launched = 0;
+        if want > total {
+            self.launched = want - total;
+        } else if want < total {
+            let mut remove = total - want;
+            let from_pending = remove.min(self.pending);
+            self.pending -= from_pending;
+            remove -= from_pending;
+            self.ready -= remove;
+        }
+        StepOutcome {
+            ready: self.ready,
+            exists: self.ready + self.pending + self.launched,
+            changed: want != total,
+        }
+    }
+
+    /// End of the step: last step's launches become ready.
+    pub fn advance(&mut self) {
+        self.last_ready = self.ready;
+        self.ready += self.pending;
+        self.pending = self.launched;
+        self.launched = 0;
+    }
+}
+
+/// Replay `trace` from its validation start against `policy`, scored on
+/// the test segment.
 pub fn simulate(trace: &Trace, policy: &mut dyn Policy, forecasts: Option<&ForecastTable>) -> Run {
+    replay_scores(
+        trace,
+        policy,
+        forecasts,
+        trace.split.train_end.max(1),
+        trace.split.val_end..trace.load.len(),
+    )
+}
+
+/// Replay from step `start` (capacity for the step before), scored on
+/// steps `score`.
+pub fn replay_scores(
+    trace: &Trace,
+    policy: &mut dyn Policy,
+    forecasts: Option<&ForecastTable>,
+    start: usize,
+    score: Range<usize>,
+) -> Run {
     let d = &trace.load;
-    let from = trace.split.train_end.max(1);
-    let test_from = trace.split.val_end;
-    policy.reset(trace);
-    let mut ready = needed(d[from - 1]).clamp(MIN_CAPACITY, MAX_CAPACITY);
-    let mut pending_old = 0u32; // launched at t-1, pending in t
-    let mut last_ready = ready;
+    let from = start.max(1);
+    policy.reset();
+    let mut g = Group::start(d[from - 1]);
     let mut run_ready = Vec::with_capacity(d.len() - from);
     let mut run_total = Vec::with_capacity(d.len() - from);
     let mut acc = Acc::default();
-    for t in from..d.len() {
-        let obs = Observation {
-            t,
-            timestamp: trace.timestamp(t),
-            history: &d[..t],
-            ready,
-            pending: pending_old,
-            last_ready,
-            forecast: forecasts.and_then(|f| f.at(t)),
-        };
-        let total = obs.total();
-        let want = policy.decide(&obs).clamp(MIN_CAPACITY, MAX_CAPACITY);
-        let mut launched = 0;
-        if want > total {
-            launched = want - total;
-        } else if want < total {
-            let mut remove = total - want;
-            let from_pending = remove.min(pending_old);
-            pending_old -= from_pending;
-            remove -= from_pending;
-            ready -= remove;
-        }
-        let exists = ready + pending_old + launched;
-        acc.step(d[t], ready, exists, want != total, t >= test_from);
-        run_ready.push(ready);
-        run_total.push(exists);
-        last_ready = ready;
-        ready += pending_old;
-        pending_old = launched;
+    for (t, &dt) in d.iter().enumerate().take(score.end).skip(from) {
+        let want = policy.decide(&g.observe(trace, t, forecasts));
+        let out = g.apply(want);
+        acc.step(dt, out.ready, out.exists, out.changed, score.contains(&t));
+        run_ready.push(out.ready);
+        run_total.push(out.exists);
+        g.advance();
     }
     acc.run(trace, policy.name(), from, run_ready, run_total)
 }
 
-/// A policy to score: a reference policy and, for a predictive one, the
-/// forecaster it reads.
+/// A policy to score: a reference policy or the learned one, the
+/// forecaster it reads, and whether guardrails run after it.
 #[derive(Debug, Clone)]
 pub struct PolicySpec {
-    pub kind: PolicyKind,
+    /// None for the learned policy.
+    pub kind: Option<PolicyKind>,
+    pub rl: Option<RlPolicy>,
     pub forecaster: Option<SimForecaster>,
+    /// Run with the default guardrails after it (`<name>+guardrails`).
+    pub guarded: bool,
+}
+
+/// What policy names can refer to: trained forecasters by name and the
+/// trained policy (with the forecaster it was trained on).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub neural: Vec<(String, SimForecaster)>,
+    pub rl: Option<RlPolicy>,
 }
 
 impl PolicySpec {
     /// `oracle`, `threshold`, `target-tracking`, `predictive` (seasonal
-    /// naive forecasts, as POLICY_EVAL.md's reference) or
-    /// `predictive-<forecaster>` (`naive`, `snaive`, or a trained model
-    /// `neural` resolves).
-    pub fn parse(
-        name: &str,
-        neural: impl Fn(&str) -> Option<SimForecaster>,
-    ) -> Result<Self, String> {
+    /// naive forecasts, as POLICY_EVAL.md's reference),
+    /// `predictive-<forecaster>` (`naive`, `snaive`, or a trained model)
+    /// or `rl` (the trained policy); a `+guardrails` suffix adds the
+    /// default guardrails after the policy.
+    pub fn parse(name: &str, catalog: &Catalog) -> Result<Self, String> {
+        let (name, guarded) = match name.strip_suffix("+guardrails") {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        if guarded && name == "oracle" {
+            return Err("the oracle runs without guardrails".into());
+        }
+        let neural = |m: &str| {
+            catalog
+                .neural
+                .iter()
+                .find(|(n, _)| n == m)
+                .map(|(_, f)| f.clone())
+        };
+        if name == "rl" {
+            let rl = catalog
+                .rl
+                .clone()
+                .ok_or_else(|| "policy \"rl\": no trained policy (models/policy)".to_owned())?;
+            let f = &rl.config.forecaster;
+            let forecaster = match f.as_str() {
+                "naive" => SimForecaster::Naive,
+                "snaive" => SimForecaster::SeasonalNaive,
+                m => neural(m).ok_or_else(|| {
+                    format!("policy \"rl\" reads model {m:?}, which is not loaded")
+                })?,
+            };
+            return Ok(Self {
+                kind: None,
+                rl: Some(rl),
+                forecaster: Some(forecaster),
+                guarded,
+            });
+        }
         let (kind, fc) = match name.split_once('-') {
             Some(("predictive", f)) => (PolicyKind::Predictive, f),
             _ => (
                 PolicyKind::by_name(name).ok_or_else(|| {
                     format!(
-                        "unknown policy {name:?}; known: {}, predictive-<naive|snaive|model>",
+                        "unknown policy {name:?}; known: {}, predictive-<naive|snaive|model>, rl",
                         PolicyKind::NAMES.join(", ")
                     )
                 })?,
@@ -283,7 +371,27 @@ impl PolicySpec {
         } else {
             None
         };
-        Ok(Self { kind, forecaster })
+        Ok(Self {
+            kind: Some(kind),
+            rl: None,
+            forecaster,
+            guarded,
+        })
+    }
+
+    /// The policy to replay; None for the oracle (a schedule).
+    pub fn build(&self) -> Option<Box<dyn Policy + Send>> {
+        let fname = self.forecaster.as_ref().map(SimForecaster::name);
+        let base: Box<dyn Policy + Send> = match (&self.rl, self.kind) {
+            (Some(rl), _) => Box::new(rl.clone()),
+            (None, Some(k)) => k.build(fname.as_deref().unwrap_or_default())?,
+            (None, None) => return None,
+        };
+        Some(if self.guarded {
+            Box::new(Guarded::new(base, GuardrailSettings::default()))
+        } else {
+            base
+        })
     }
 }
 
@@ -316,13 +424,10 @@ pub fn run_all(
                 }
                 None => None,
             };
-            let fname = spec.forecaster.as_ref().map(SimForecaster::name);
-            runs.push(
-                match spec.kind.build(fname.as_deref().unwrap_or_default()) {
-                    Some(mut policy) => simulate(trace, policy.as_mut(), table),
-                    None => simulate_oracle(trace),
-                },
-            );
+            runs.push(match spec.build() {
+                Some(mut policy) => simulate(trace, policy.as_mut(), table),
+                None => simulate_oracle(trace),
+            });
         }
         let mut scores: Vec<Scores> = runs.iter().map(|r| r.scores.clone()).collect();
         report::relate_to_oracle(&mut scores);
@@ -361,7 +466,7 @@ mod tests {
         fn name(&self) -> String {
             "script".into()
         }
-        fn reset(&mut self, _: &Trace) {
+        fn reset(&mut self) {
             self.1 = 0;
         }
         fn decide(&mut self, _: &Observation) -> u32 {

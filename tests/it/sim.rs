@@ -148,3 +148,78 @@ async fn bad_policy_and_trace_names_are_errors_naming_them() {
         "{e:#}"
     );
 }
+
+#[actix_web::test]
+async fn a_policy_trains_in_the_simulator_and_replays_with_guardrails() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path();
+    let root = shared_data();
+    let root = root.to_str().unwrap();
+    let policy_dir = models.join("policy");
+    forescale(&[
+        "train",
+        "--model",
+        "policy",
+        "--policy-traces",
+        "bb-aug-svc1",
+        "--policy-forecaster",
+        "snaive",
+        "--policy-iterations",
+        "2",
+        "--data-root",
+        root,
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--out",
+        policy_dir.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let training: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(policy_dir.join("training.json")).unwrap()).unwrap();
+    assert_eq!(training["report"]["best_iteration"], 2, "{training}");
+    assert_eq!(training["traces"][0], "bb-aug-svc1");
+    // The policy folder is not mistaken for a forecaster.
+    assert!(!policy_dir.join("config.json").exists());
+
+    let out = dir.path().join("sim");
+    forescale(&[
+        "simulate",
+        "--trace",
+        "bb-aug-svc1",
+        "--policy",
+        "oracle,rl,rl+guardrails",
+        "--data-root",
+        root,
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let rows = summary(&out);
+    for p in ["rl", "rl+guardrails"] {
+        let r = rows
+            .iter()
+            .find(|r| r.0 == p)
+            .unwrap_or_else(|| panic!("{p}: {rows:?}"));
+        assert!(
+            r.2.is_finite() && r.2 > 0.0 && (0.0..=100.0).contains(&r.3),
+            "{r:?}"
+        );
+    }
+    // Without a trained policy, `rl` is an error that says so.
+    let e = forescale(&[
+        "simulate",
+        "--policy",
+        "rl",
+        "--data-root",
+        root,
+        "--models-dir",
+        dir.path().join("none").to_str().unwrap(),
+    ])
+    .await
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no trained policy"), "{e:#}");
+}
