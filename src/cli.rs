@@ -381,7 +381,18 @@ impl ServeArgs {
                 "no API tokens configured: write endpoints are open (set FORESCALE_API_TOKENS)"
             );
         }
+        let policy_dir = self.models_dir.join("policy");
+        let policy = if policy_dir.join("model.safetensors").is_file() {
+            let p = crate::policy::rl::RlPolicy::load(&policy_dir)
+                .with_context(|| format!("loading the policy from {}", policy_dir.display()))?;
+            tracing::info!(forecaster = %p.config.forecaster, "loaded scaling policy");
+            Some(p)
+        } else {
+            tracing::info!("no trained scaling policy; recommendations use predictive scaling");
+            None
+        };
         Ok(AppState {
+            policy,
             tokens,
             actuator,
             cache,
@@ -818,6 +829,35 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
             v.objective
         );
     })?;
+    // Validation context: the references and the best checkpoint with
+    // guardrails, on the same validation segments.
+    let mut context = Vec::new();
+    let actor = crate::policy::rl::Actor::from_tensors(&weights, "actor")?;
+    let rl = crate::policy::rl::RlPolicy {
+        config: crate::policy::rl::PolicyConfig::default(),
+        actor,
+        last_action: crate::policy::rl::HOLD,
+    };
+    let mut candidates: Vec<Box<dyn crate::policy::Policy + Send>> = vec![
+        Box::new(crate::policy::reference::TargetTracking),
+        Box::new(crate::policy::reference::Predictive {
+            forecaster: forecaster.name(),
+        }),
+        Box::new(crate::policy::Guarded::new(
+            Box::new(rl),
+            crate::policy::GuardrailSettings::default(),
+        )),
+    ];
+    for p in &mut candidates {
+        let v = ppo::validate(&agents, p.as_mut());
+        eprintln!(
+            "validation, {:<22} cost/oracle {:.3}  SLA {:.2} %",
+            p.name(),
+            v.cost_vs_oracle,
+            v.sla_pct
+        );
+        context.push(serde_json::json!({"policy": p.name(), "validation": v}));
+    }
     let out = args
         .out
         .clone()
@@ -834,6 +874,7 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
             "traces": traces.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
             "options": opts,
             "report": report,
+            "validation_context": context,
         }))?,
     )?;
     eprintln!(

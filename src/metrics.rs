@@ -34,6 +34,8 @@ pub struct Metrics {
     batches_rejected: AtomicU64,
     /// model -> forecasts served
     forecasts: Mutex<BTreeMap<String, u64>>,
+    /// policy -> recommendations served
+    recommendations: Mutex<BTreeMap<&'static str, u64>>,
     /// result (hit_memory, hit_redis, miss) -> embedding cache lookups
     cache: Mutex<BTreeMap<&'static str, u64>>,
     /// model -> encoder runs (a cache hit does not run the encoder)
@@ -72,6 +74,10 @@ impl Metrics {
 
     pub fn forecast_served(&self, model: &str) {
         *self.forecasts.lock().entry(model.to_owned()).or_default() += 1;
+    }
+
+    pub fn recommendation_served(&self, policy: &'static str) {
+        *self.recommendations.lock().entry(policy).or_default() += 1;
     }
 
     pub fn cache_lookup(&self, result: &'static str) {
@@ -153,6 +159,16 @@ impl Metrics {
         );
         for (model, n) in self.forecasts.lock().iter() {
             let _ = writeln!(w, "forescale_forecasts_total{{model=\"{model}\"}} {n}");
+        }
+        let _ = writeln!(
+            w,
+            "# HELP forescale_recommendations_total Capacity recommendations served by policy.\n# TYPE forescale_recommendations_total counter"
+        );
+        for (policy, n) in self.recommendations.lock().iter() {
+            let _ = writeln!(
+                w,
+                "forescale_recommendations_total{{policy=\"{policy}\"}} {n}"
+            );
         }
         let _ = writeln!(
             w,

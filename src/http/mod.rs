@@ -12,6 +12,7 @@ mod forecast;
 mod groups;
 mod openapi;
 mod ops;
+mod recommend;
 
 use std::net::TcpListener;
 use std::time::Instant;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub actuator: Option<std::sync::Arc<crate::actuator::Actuator>>,
     /// Tokens that writes need; `None` = open.
     pub tokens: Option<auth::ApiTokens>,
+    /// The trained scaling policy (`models/policy`); recommendations fall
+    /// back to AWS-style predictive scaling without it.
+    pub policy: Option<crate::policy::rl::RlPolicy>,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).
@@ -92,6 +96,7 @@ pub fn create_app(
         }))
         .configure(groups::configure)
         .configure(forecast::configure)
+        .configure(recommend::configure)
         .configure(actions::configure)
         .configure(ops::configure)
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))

@@ -131,6 +131,7 @@ pub struct StatelessForecastRequest {
         super::groups::list_groups,
         super::groups::group_forecast,
         super::forecast::stateless_forecast,
+        super::recommend::group_recommendation,
         super::actions::group_actions,
         super::actions::engage_kill_switch,
         super::ops::healthz,
@@ -149,6 +150,9 @@ pub struct StatelessForecastRequest {
         super::forecast::ForecastResponse,
         super::forecast::ForecastPoint,
         super::forecast::ExplanationBody,
+        super::recommend::RecommendationResponse,
+        super::recommend::RecommendationExplanation,
+        super::recommend::PlanPoint,
         super::ops::Health,
         super::actions::ActionsResponse,
         super::actions::KillSwitchResponse,
@@ -159,6 +163,7 @@ pub struct StatelessForecastRequest {
     tags(
         (name = "ingest", description = "Push metric samples; list groups"),
         (name = "forecast", description = "Quantile forecasts of CPU"),
+        (name = "policy", description = "Capacity recommendations from the scaling policy"),
         (name = "actuator", description = "Scheduled-action audit log and kill switch"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

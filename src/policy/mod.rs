@@ -7,6 +7,7 @@
 //! [`SLA_UTILISATION`] (POLICY_EVAL.md).
 
 pub mod guardrails;
+pub mod recommend;
 pub mod reference;
 pub mod rl;
 

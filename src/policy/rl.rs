@@ -12,7 +12,8 @@
 //! c at the 90 % SLA utilisation, so scale-free):
 //! p10/p50/p90 of the next three steps / (0.9 c); last utilisation / 0.9;
 //! ready / c; pending / c; last step's change and the change over three
-//! steps / (0.9 c); the peak of the last 12 steps / (0.9 c); ln(c) / ln(100).
+//! steps / (0.9 c); the peak of the last 12 steps / (0.9 c); ln(c) / ln(100);
+//! the mean absolute step change over the last 12 steps / (0.9 c).
 //! No clock: some traces (the Azure aggregates) have only relative time.
 //!
 //! Training (PPO, `crate::sim::ppo`) uses candle; inference here is plain
@@ -27,10 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Observation, Policy, SLA_UTILISATION};
 
-pub const N_STATE: usize = 16;
+pub const N_STATE: usize = 17;
 /// Quantile index (0 = p10, 1 = p50, 2 = p90) and headroom of each
 /// provisioning action; the last action is "hold".
-pub const ACTIONS: [(usize, f64); 12] = [
+pub const ACTIONS: [(usize, f64); 14] = [
     (0, 0.0),
     (0, 0.2),
     (1, -0.1),
@@ -38,11 +39,13 @@ pub const ACTIONS: [(usize, f64); 12] = [
     (1, 0.1),
     (1, 0.25),
     (1, 0.5),
+    (1, 1.0),
     (2, -0.1),
     (2, 0.0),
     (2, 0.1),
     (2, 0.25),
     (2, 0.5),
+    (2, 1.0),
 ];
 /// Provisioning actions plus hold.
 pub const N_ACTIONS: usize = ACTIONS.len() + 1;
@@ -88,6 +91,10 @@ pub fn state(obs: &Observation) -> [f32; N_STATE] {
     let peak = h.iter().rev().take(12).copied().fold(0.0, f64::max);
     s[14] = (peak / unit) as f32;
     s[15] = (c.ln() / 100f64.ln()) as f32;
+    let n = h.len().min(13);
+    let recent = &h[h.len() - n..];
+    let moves: f64 = recent.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
+    s[16] = (moves / (n.max(2) - 1) as f64 / unit) as f32;
     // Hour of day would add two inputs; the traces with relative time
     // (Azure aggregates) have no real clock, so it is left out.
     for v in &mut s {
@@ -322,9 +329,9 @@ mod tests {
         // p50 peak over 3 steps = 4 -> ceil(4 / 0.9) = 5.
         assert_eq!(desired(&o, 3), 5);
         // p90 peak 5, +10 % -> 5.5 / 0.9 = 6.1 -> 7.
-        assert_eq!(desired(&o, 9), 7);
+        assert_eq!(desired(&o, 10), 7);
         assert_eq!(desired(&o, HOLD), 4);
-        assert_eq!(describe(9), "p90 of the next 3 steps +10 %");
+        assert_eq!(describe(10), "p90 of the next 3 steps +10 %");
         assert_eq!(describe(HOLD), "hold");
     }
 
@@ -344,7 +351,7 @@ mod tests {
         // The same group twice as large, with twice the load: the same state.
         let fc2 = [[3.6, 7.2, 10.8]; 3];
         let s2 = state(&obs(&[0.0, 3.6, 7.2], &fc2, 6, 2));
-        for i in 0..15 {
+        for i in (0..15).chain([16]) {
             assert!((s[i] - s2[i]).abs() < 1e-5, "{i}: {} vs {}", s[i], s2[i]);
         }
     }

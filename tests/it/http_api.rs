@@ -532,3 +532,88 @@ async fn writes_need_a_bearer_token_when_tokens_are_set() {
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+/// `n` samples ending at the current step: CPU rising from 40 % to 70 %
+/// on `capacity` instances (no capacity field when None).
+fn rising_body(n: usize, capacity: Option<u32>) -> Value {
+    let end = chrono::Utc::now().timestamp() / 300 * 300;
+    let samples: Vec<Value> = (0..n)
+        .map(|i| {
+            let cpu = 40.0 + 30.0 * i as f64 / (n - 1) as f64;
+            let mut s = json!({
+                "timestamp": end - (n - 1 - i) as i64 * 300,
+                "features": {"cpu_usage_pct": cpu}
+            });
+            if let Some(c) = capacity {
+                s["capacity"] = json!(c);
+            }
+            s
+        })
+        .collect();
+    json!({ "samples": samples })
+}
+
+#[actix_web::test]
+async fn recommendation_plans_capacity_and_names_bad_settings() {
+    let f = Fixture::new(Kind::Memory, "rec");
+    let app = test::init_service(create_app(f.state().await)).await;
+    for (g, cap) in [("web", Some(10)), ("nocap", None)] {
+        let resp = test::call_service(
+            &app,
+            post_json(&format!("/v1/groups/{g}/samples"), &rising_body(30, cap)).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+
+    let resp = test::call_service(&app, get("/v1/groups/web/recommendation")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = test::read_body_json(resp).await;
+    // No trained policy in this state: predictive scaling on the naive
+    // forecast. Load now 70 % x 10 = 7 instances; at 50 % -> 14.
+    assert_eq!(v["policy"], "predictive", "{v}");
+    assert_eq!(v["model"], "naive");
+    assert_eq!(v["capacity_now"], 10);
+    assert_eq!(v["desired_capacity"], 14, "{v}");
+    assert_eq!(v["explanation"]["proposed_capacity"], 14);
+    assert_eq!(v["explanation"]["stale_data"], false);
+    assert_eq!(v["explanation"]["guardrails_fired"], json!([]));
+    let plan = v["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 12);
+    assert!(plan.iter().all(|p| p["desired_capacity"] == 14), "{v}");
+    assert_eq!(
+        ts(plan[0]["timestamp"].as_str().unwrap()) - ts(v["history_end"].as_str().unwrap()),
+        300
+    );
+
+    // The group's max is a guardrail, and it says so.
+    let resp = test::call_service(&app, get("/v1/groups/web/recommendation?max=12")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["desired_capacity"], 12, "{v}");
+    assert_eq!(v["explanation"]["guardrails_fired"], json!(["max"]));
+
+    // Bad settings: 400 naming the parameter; no capacity known: 400.
+    for (uri, field) in [
+        ("/v1/groups/web/recommendation?capacity=0", "capacity"),
+        ("/v1/groups/web/recommendation?min=5&max=3", "min"),
+        ("/v1/groups/web/recommendation?max=0", "max"),
+        ("/v1/groups/web/recommendation?model=magic", "model"),
+        ("/v1/groups/nocap/recommendation", "capacity"),
+    ] {
+        let resp = test::call_service(&app, get(uri)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let v: Value = test::read_body_json(resp).await;
+        assert_eq!(v["field"], field, "{uri}: {v}");
+    }
+    let resp = test::call_service(&app, get("/v1/groups/nocap/recommendation?capacity=4")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = test::call_service(&app, get("/v1/groups/ghost/recommendation?capacity=4")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains("forescale_recommendations_total{policy=\"predictive\"} 3"),
+        "{text}"
+    );
+}

@@ -101,6 +101,7 @@ impl Fixture {
             ),
             actuator: None,
             tokens: None,
+            policy: None,
         }
     }
 }
