@@ -811,6 +811,7 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         .collect();
     let opts = ppo::PpoOptions {
         iterations: args.policy_iterations,
+        guardrails: args.policy_guardrails,
         seed: args.seed,
         reward: ppo::RewardWeights {
             violation: args.policy_violation_weight,
@@ -968,6 +969,11 @@ pub struct TrainArgs {
     /// Policy: reward weight of a step in violation of the SLA.
     #[arg(long, env = "FORESCALE_POLICY_VIOLATION_WEIGHT", default_value_t = 2.0)]
     pub policy_violation_weight: f64,
+    /// Policy: train and select it with the default guardrails after it,
+    /// as it is deployed.
+    #[arg(long, env = "FORESCALE_POLICY_GUARDRAILS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub policy_guardrails: bool,
     /// Folder of trained models (the policy's forecaster).
     #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,

@@ -16,10 +16,10 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::Serialize;
 
 use super::{ForecastTable, Group, Trace, replay_scores, simulate_oracle_in};
-use crate::policy::needed;
 use crate::policy::rl::{
     Actor, HIDDEN, HOLD, Mlp, N_ACTIONS, N_STATE, PolicyConfig, RlPolicy, desired, state,
 };
+use crate::policy::{GroupState, Guarded, GuardrailSettings, Guardrails, needed};
 use crate::train::SplitMix64;
 
 /// Reward per step, relative to the trace's mean need S (instances):
@@ -62,6 +62,9 @@ pub struct PpoOptions {
     pub validate_every: usize,
     pub seed: u64,
     pub reward: RewardWeights,
+    /// Train and validate with the default guardrails after the policy
+    /// (how it is deployed).
+    pub guardrails: bool,
 }
 
 impl Default for PpoOptions {
@@ -80,6 +83,7 @@ impl Default for PpoOptions {
             validate_every: 10,
             seed: 42,
             reward: RewardWeights::default(),
+            guardrails: true,
         }
     }
 }
@@ -279,6 +283,7 @@ impl Nets {
 struct Env {
     t: usize,
     group: Group,
+    rails: Guardrails,
 }
 
 /// What training printed and chose.
@@ -329,6 +334,7 @@ pub fn train(
                 Env {
                     t,
                     group: Group::start(a.trace.load[t - 1]),
+                    rails: Guardrails::new(GuardrailSettings::default()),
                 }
             })
             .collect();
@@ -347,7 +353,20 @@ pub fn train(
                 let probs: Vec<f32> = logp[i].iter().map(|l| l.exp()).collect();
                 let act = sample(&probs, &mut rng);
                 let obs = e.group.observe(a.trace, e.t, Some(a.forecasts));
-                let want = desired(&obs, act);
+                let mut want = desired(&obs, act);
+                if opts.guardrails {
+                    want = e
+                        .rails
+                        .apply(
+                            want,
+                            GroupState {
+                                total: obs.total(),
+                                last_ready: obs.last_ready,
+                                last_load: obs.history.last().copied(),
+                            },
+                        )
+                        .0;
+                }
                 let d = a.trace.load[e.t];
                 let out = e.group.apply(want);
                 let sla = crate::policy::SLA_UTILISATION * f64::from(out.ready);
@@ -433,12 +452,20 @@ pub fn train(
             }
         }
         if it % opts.validate_every == 0 || it == opts.iterations {
-            let mut p = RlPolicy {
+            let p = RlPolicy {
                 config: PolicyConfig::default(),
                 actor: nets.actor_snapshot()?,
                 last_action: HOLD,
             };
-            let v = validate(agents, &mut p);
+            let v = if opts.guardrails {
+                validate(
+                    agents,
+                    &mut Guarded::new(Box::new(p), GuardrailSettings::default()),
+                )
+            } else {
+                let mut p = p;
+                validate(agents, &mut p)
+            };
             progress(it, mean_reward as f32, &v);
             history.push((it, v));
             if best.as_ref().is_none_or(|b| v.objective < b.1.objective) {
