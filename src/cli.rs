@@ -966,8 +966,9 @@ pub struct TrainArgs {
     /// Policy: PPO iterations (rollout of 512 steps per trace each).
     #[arg(long, env = "FORESCALE_POLICY_ITERATIONS", default_value_t = 300)]
     pub policy_iterations: usize,
-    /// Policy: reward weight of a step in violation of the SLA.
-    #[arg(long, env = "FORESCALE_POLICY_VIOLATION_WEIGHT", default_value_t = 2.0)]
+    /// Policy: reward weight of a step in violation of the SLA (7 was
+    /// chosen on validation among 7, 10, 15, 30; models/policy/README.md).
+    #[arg(long, env = "FORESCALE_POLICY_VIOLATION_WEIGHT", default_value_t = 7.0)]
     pub policy_violation_weight: f64,
     /// Policy: train and select it with the default guardrails after it,
     /// as it is deployed.

@@ -37,7 +37,7 @@ impl Default for RewardWeights {
     fn default() -> Self {
         Self {
             cost: 1.0,
-            violation: 2.0,
+            violation: 7.0,
             overload: 2.0,
             change: 0.02,
         }
