@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::guardrails::{GroupState, Guard, GuardrailSettings, Guardrails};
 use super::reference::Predictive;
-use super::rl::{RlPolicy, describe};
+use super::rl::RlPolicy;
 use super::{Observation, Policy};
 
 /// Which policy decides.
@@ -86,12 +86,10 @@ pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings)
     let last = s.history.last().copied().filter(|d| d.is_finite());
     let now = observation(s.history, s.forecast, s.capacity_now, s.capacity_now);
     let proposed = policy.decide(&now);
-    let reason = match decider {
-        Decider::Rl(p) => describe(p.actor.greedy(&super::rl::state(&now))),
-        Decider::Predictive => {
-            "forecast p50 of the next 3 steps at 50 %, at least target tracking".into()
-        }
-    };
+    // Read now, before the plan below makes more decisions.
+    let reason = policy.explain().unwrap_or_else(|| {
+        "forecast p50 of the next 3 steps at 50 %, at least target tracking".into()
+    });
     let mut rails = Guardrails::new(settings.clone());
     let (desired_now, fired) = rails.apply(
         proposed,

@@ -9,6 +9,10 @@ pub trait Policy {
     /// Forget any state (before a replay).
     fn reset(&mut self);
     fn decide(&mut self, obs: &Observation) -> u32;
+    /// What the last decision provisioned for, when the policy can say.
+    fn explain(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The reference policies by name.

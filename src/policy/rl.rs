@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
@@ -289,11 +289,10 @@ impl Policy for RlPolicy {
         self.last_action = a;
         desired(obs, a)
     }
-}
 
-/// A zeroed float tensor on the CPU (helper for tests and training).
-pub fn zeros(shape: &[usize]) -> candle_core::Result<Tensor> {
-    Tensor::zeros(shape, DType::F32, &Device::Cpu)
+    fn explain(&self) -> Option<String> {
+        Some(describe(self.last_action))
+    }
 }
 
 #[cfg(test)]
