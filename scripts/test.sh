@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project, on a fresh machine: installs and starts what
-# the tests need (Redis; moto, the AWS API emulator, from PyPI into a venv),
-# then runs format, lint and the test suites. Nothing reaches AWS.
+# the tests need (Redis; moto, the AWS API emulator, and schemathesis, from
+# PyPI into venvs), then runs format, lint, the test suites (unit, and one
+# integration binary with the fault tests) and schemathesis against the
+# OpenAPI document. Nothing reaches AWS.
 #
 #   scripts/test.sh
 #
@@ -36,5 +38,8 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --locked
+
+step "schemathesis (bad input at scale, against openapi/openapi.json)"
+scripts/schemathesis.sh
 
 step "done"

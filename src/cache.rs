@@ -123,7 +123,13 @@ pub struct EmbeddingCache {
     capacity: usize,
     ttl: Duration,
     redis: Option<(ConnectionManager, String)>,
+    /// After a Redis failure, Redis is skipped until then: while it is
+    /// down, lookups cost nothing more than the in-process tier.
+    redis_down_until: Mutex<Option<Instant>>,
 }
+
+/// How long Redis is skipped after it failed.
+const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for EmbeddingCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +152,7 @@ impl EmbeddingCache {
             capacity,
             ttl,
             redis: None,
+            redis_down_until: Mutex::new(None),
         }
     }
 
@@ -191,14 +198,19 @@ impl EmbeddingCache {
                 None => {}
             }
         }
-        let (conn, prefix) = self.redis.as_ref()?;
+        let (conn, prefix) = self.redis_up()?;
         let mut conn = conn.clone();
-        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+        let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
             .arg(key.redis_key(prefix))
             .query_async(&mut conn)
-            .await
-            .ok()
-            .flatten();
+            .await;
+        let bytes = match r {
+            Ok(b) => b,
+            Err(e) => {
+                self.redis_failed(&e);
+                None
+            }
+        };
         let e = from_bytes(&bytes?)?;
         self.put_local(key.clone(), e.clone());
         Some((Tier::Redis, e))
@@ -206,7 +218,7 @@ impl EmbeddingCache {
 
     /// Store an embedding in every tier.
     pub async fn put(&self, key: CacheKey, value: CachedEmbedding) {
-        if let Some((conn, prefix)) = &self.redis {
+        if let Some((conn, prefix)) = self.redis_up() {
             let mut conn = conn.clone();
             let ttl = self.ttl.as_secs().max(1);
             let r: redis::RedisResult<()> = redis::cmd("SET")
@@ -217,10 +229,46 @@ impl EmbeddingCache {
                 .query_async(&mut conn)
                 .await;
             if let Err(e) = r {
-                tracing::debug!(error = %e, "embedding cache: redis write failed");
+                self.redis_failed(&e);
             }
         }
         self.put_local(key, value);
+    }
+
+    /// The Redis tier, unless it failed within the last second.
+    fn redis_up(&self) -> Option<&(ConnectionManager, String)> {
+        let r = self.redis.as_ref()?;
+        let mut down = self.redis_down_until.lock();
+        match *down {
+            Some(t) if Instant::now() < t => None,
+            Some(_) => {
+                *down = None;
+                Some(r)
+            }
+            None => Some(r),
+        }
+    }
+
+    fn redis_failed(&self, e: &redis::RedisError) {
+        let mut down = self.redis_down_until.lock();
+        if down.is_none() {
+            tracing::warn!(error = %e, "embedding cache: redis failed; in-process tier only for {} s", REDIS_BACKOFF.as_secs());
+        }
+        *down = Some(Instant::now() + REDIS_BACKOFF);
+    }
+
+    /// The Redis tier's health: `None` without one, else a PING.
+    pub async fn redis_ping(&self) -> Option<Result<(), String>> {
+        let (conn, _) = self.redis.as_ref()?;
+        let mut conn = conn.clone();
+        let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        Some(match r {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.redis_failed(&e);
+                Err(e.to_string())
+            }
+        })
     }
 
     fn put_local(&self, key: CacheKey, value: CachedEmbedding) {

@@ -49,6 +49,10 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Stream a trace into a running service at N x speed.
     Replay(ReplayArgs),
+    /// Open-loop load test (HDR histograms) of a service: ingest,
+    /// recommendations (cache hits and misses), mixed, 5,000 groups and
+    /// fleet decision cycles; prints and writes a latency table.
+    Loadtest(crate::loadgen::LoadtestArgs),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -514,6 +518,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import(&args),
         Command::Simulate(args) => tokio::task::spawn_blocking(move || simulate(&args)).await?,
         Command::Replay(args) => replay::run(args).await,
+        Command::Loadtest(args) => crate::loadgen::run(args).await,
         Command::Openapi => {
             print!("{}", http::openapi_json());
             Ok(())

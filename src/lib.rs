@@ -18,8 +18,11 @@
 //! - [`actuator`]: capacity plan -> the group's scheduled actions (Auto
 //!   Scaling), forecast-only by default; [`control`]: the loop ingest ->
 //!   forecast -> plan -> actuator per managed group; [`aws`]: SDK settings.
+//! - [`decision`]: windows -> forecasts (cache, misses encoded as one
+//!   batch) -> policy + guardrails, for one group or a whole fleet.
 //! - [`cli`]: commands (`serve`, `evaluate`, `import`, `replay`);
-//!   [`replay`]: streams a trace into a running service.
+//!   [`replay`]: streams a trace into a running service; [`loadgen`]: the
+//!   open-loop load generator (`forescale loadtest`).
 
 pub mod actuator;
 pub mod aws;
@@ -27,12 +30,14 @@ pub mod cache;
 pub mod cli;
 pub mod control;
 pub mod data;
+pub mod decision;
 pub mod domain;
 pub mod eval;
 pub mod features;
 pub mod forecast;
 pub mod http;
 pub mod ingest;
+pub mod loadgen;
 pub mod metrics;
 pub mod plots;
 pub mod policy;

@@ -580,23 +580,44 @@ impl FastNet {
     /// Normalised quantiles [n][H][3] for n windows [n][L][F], on up to
     /// `threads` threads.
     pub fn forward(&self, xs: &[f32], threads: usize) -> Vec<f32> {
-        let win = self.cfg.lookback * self.cfg.input_dim;
         let per = 3 * self.cfg.horizon;
+        let hp = self.head_b.len();
+        self.blocks(xs, threads, per, |s, w, o| {
+            self.quantiles(&s.o[w * hp..(w + 1) * hp], s.last[w], s.scale[w], o);
+        })
+    }
+
+    /// Encoder outputs of n windows [n][L][F]: per window the embedding
+    /// followed by its last normalised CPU and scale, [n][Z + 2] (what
+    /// [`FastNet::embed`] gives for one), on up to `threads` threads.
+    pub fn embed_many(&self, xs: &[f32], threads: usize) -> Vec<f32> {
+        let zd = self.head_w_t.len() / self.head_b.len();
+        self.blocks(xs, threads, zd + 2, |s, w, o| {
+            o[..zd].copy_from_slice(&s.z[w * zd..(w + 1) * zd]);
+            o[zd] = s.last[w];
+            o[zd + 1] = s.scale[w];
+        })
+    }
+
+    /// Run the encoder and head over n windows in blocks, `emit` writing
+    /// `per` floats for window `w` of a block; whole blocks per thread.
+    fn blocks(
+        &self,
+        xs: &[f32],
+        threads: usize,
+        per: usize,
+        emit: impl Fn(&Scratch, usize, &mut [f32]) + Sync,
+    ) -> Vec<f32> {
+        let win = self.cfg.lookback * self.cfg.input_dim;
         let n = xs.len() / win;
         let mut out = vec![0.0; n * per];
         let run = |xs: &[f32], out: &mut [f32]| {
             let nb = (xs.len() / win).clamp(1, BLOCK);
             let mut s = Scratch::new(&self.cfg, nb);
-            let hp = self.head_b.len();
             for (x, o) in xs.chunks(nb * win).zip(out.chunks_mut(nb * per)) {
                 let b = self.block(x, &mut s);
                 for w in 0..b {
-                    self.quantiles(
-                        &s.o[w * hp..(w + 1) * hp],
-                        s.last[w],
-                        s.scale[w],
-                        &mut o[w * per..(w + 1) * per],
-                    );
+                    emit(&s, w, &mut o[w * per..(w + 1) * per]);
                 }
             }
         };
@@ -604,13 +625,13 @@ impl FastNet {
         if threads == 1 {
             run(xs, &mut out);
         } else {
-            // Whole blocks per thread.
             let per_thread = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
             std::thread::scope(|scope| {
                 for (xc, oc) in xs
                     .chunks(per_thread * win)
                     .zip(out.chunks_mut(per_thread * per))
                 {
+                    let run = &run;
                     scope.spawn(move || run(xc, oc));
                 }
             });
@@ -762,6 +783,20 @@ mod tests {
             fast.head(&z, last, scale, &mut q);
             for (g, w) in q.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-4, "{g} vs {w} (head)");
+            }
+            // Batched embeddings: window by window what `embed` gives.
+            let win = cfg.lookback * cfg.input_dim;
+            for threads in [1, 2] {
+                let many = fast.embed_many(&xs, threads);
+                let per = z.len() + 2;
+                assert_eq!(many.len(), n * per);
+                for (w, got) in many.chunks_exact(per).enumerate() {
+                    let (z1, l1, s1) = fast.embed(&xs[w * win..(w + 1) * win]);
+                    for (g, e) in got[..z1.len()].iter().zip(&z1) {
+                        assert!((g - e).abs() < 1e-5, "window {w}: {g} vs {e}");
+                    }
+                    assert_eq!((got[z1.len()], got[z1.len() + 1]), (l1, s1));
+                }
             }
         }
     }

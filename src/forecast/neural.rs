@@ -216,6 +216,39 @@ impl NeuralModel {
         })
     }
 
+    /// Run the encoder on many inputs at once (both cores from
+    /// [`PARALLEL_BATCH`] inputs up): what a decision cycle over many
+    /// groups does with its cache misses.
+    pub fn encode_batch(&self, inputs: &[&ModelInput]) -> Result<Vec<Embedding>, ModelError> {
+        let expected = self.lookback() * N_FEATURES;
+        let mut buf = Vec::with_capacity(inputs.len() * expected);
+        for x in inputs {
+            if x.values.len() != expected {
+                return Err(ModelError::Candle(candle_core::Error::Msg(format!(
+                    "input has {} values, the model takes {expected}",
+                    x.values.len()
+                ))));
+            }
+            buf.extend_from_slice(&x.values);
+        }
+        let threads = if inputs.len() >= PARALLEL_BATCH {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        };
+        let zd = self.file.architecture.embedding_dim();
+        Ok(self
+            .fast
+            .embed_many(&buf, threads)
+            .chunks_exact(zd + 2)
+            .map(|c| Embedding {
+                embedding: c[..zd].to_vec(),
+                last_cpu: c[zd],
+                scale: c[zd + 1],
+            })
+            .collect())
+    }
+
     /// Run only the head on an embedding: the forecast of `horizon` steps.
     pub fn forecast_from(
         &self,

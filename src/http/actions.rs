@@ -104,8 +104,10 @@ pub struct KillSwitchResponse {
     post,
     path = "/v1/actuator/kill-switch",
     tag = "actuator",
+    security(("bearer" = [])),
     responses(
         (status = 200, body = KillSwitchResponse),
+        (status = 401, description = "Tokens are configured and the bearer token is missing or wrong", body = ErrorBody),
         (status = 503, description = "Could not persist the switch (it is engaged in memory)", body = ErrorBody),
     )
 )]

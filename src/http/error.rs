@@ -66,7 +66,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::BadBody(_) => "bad_body",

@@ -177,8 +177,10 @@ pub(super) async fn run_forecast(
     path = "/v1/forecast",
     tag = "forecast",
     request_body(content = StatelessForecastRequest, content_type = "application/json"),
+    security(("bearer" = [])),
     responses(
         (status = 200, body = ForecastResponse),
+        (status = 401, description = "Tokens are configured and the bearer token is missing or wrong", body = ErrorBody),
         (status = 400, description = "Malformed JSON, bad model or horizon", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),

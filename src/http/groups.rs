@@ -44,8 +44,10 @@ pub struct IngestResponse {
     tag = "ingest",
     params(("group" = String, Path, description = "Auto Scaling group name (1-255 printable ASCII, no ':')")),
     request_body(content = IngestRequest, content_type = "application/json"),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Stored", body = IngestResponse),
+        (status = 401, description = "Tokens are configured and the bearer token is missing or wrong", body = ErrorBody),
         (status = 400, description = "Malformed JSON or group name", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),

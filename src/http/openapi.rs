@@ -119,8 +119,33 @@ pub struct StatelessForecastRequest {
     pub step_seconds: Option<i64>,
 }
 
+/// The bearer scheme of the write endpoints.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Needed by every POST when the service runs with API tokens \
+                         (FORESCALE_API_TOKENS or FORESCALE_API_TOKENS_FILE); \
+                         reads never need one.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(Debug, OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "forescale",
         description = "Workload forecasting and predictive scaling for AWS Auto Scaling groups.",
@@ -132,6 +157,7 @@ pub struct StatelessForecastRequest {
         super::groups::group_forecast,
         super::forecast::stateless_forecast,
         super::recommend::group_recommendation,
+        super::recommend::fleet_recommendations,
         super::actions::group_actions,
         super::actions::engage_kill_switch,
         super::ops::healthz,
@@ -151,6 +177,9 @@ pub struct StatelessForecastRequest {
         super::forecast::ForecastPoint,
         super::forecast::ExplanationBody,
         super::recommend::RecommendationResponse,
+        super::recommend::FleetResponse,
+        super::recommend::FleetError,
+        crate::decision::CycleStats,
         super::recommend::RecommendationExplanation,
         super::recommend::PlanPoint,
         super::ops::Health,

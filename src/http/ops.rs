@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Health or readiness.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
+    /// `ok` (liveness), `ready` or `degraded` (readiness).
     pub status: &'static str,
     /// Store backend: `memory` or `redis`.
     pub store: &'static str,
@@ -33,26 +33,41 @@ pub async fn healthz(state: web::Data<AppState>) -> web::Json<Health> {
     })
 }
 
-/// Readiness: the store answers.
+/// Readiness: `ready` when the store (and the Redis cache tier, if any)
+/// answers; `degraded` (still 200: forecasts and recommendations go on
+/// from the in-process caches, pushes to a Redis store are refused with
+/// 503) when Redis is unreachable; the detail says what failed.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
-    responses((status = 200, body = Health), (status = 503, description = "Store unreachable", body = Health))
+    responses((status = 200, description = "ready or degraded", body = Health))
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let store = state.store.backend_name();
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(Health {
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        problems.push(format!(
+            "store unreachable ({e}): answering from the last windows read, pushes refused"
+        ));
+    }
+    if let Some(Err(e)) = state.cache.redis_ping().await {
+        problems.push(format!(
+            "embedding cache redis unreachable ({e}): in-process tier only"
+        ));
+    }
+    if problems.is_empty() {
+        HttpResponse::Ok().json(Health {
             status: "ready",
             store,
             detail: None,
-        }),
-        Err(e) => HttpResponse::ServiceUnavailable().json(Health {
-            status: "unavailable",
+        })
+    } else {
+        HttpResponse::Ok().json(Health {
+            status: "degraded",
             store,
-            detail: Some(e.to_string()),
-        }),
+            detail: Some(problems.join("; ")),
+        })
     }
 }
 
@@ -68,11 +83,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(g) => g.len() as f64,
         Err(_) => f64::NAN,
     };
-    let text = state.metrics.render(&[(
-        "forescale_groups",
-        "Groups with samples in the store.",
-        groups,
-    )]);
+    let text = state.metrics.render(&[
+        (
+            "forescale_groups",
+            "Groups with samples in the store.",
+            groups,
+        ),
+        (
+            "forescale_store_fallback_reads",
+            "Window reads answered from the in-process copy while Redis was unreachable (since start).",
+            state.store.fallback_reads() as f64,
+        ),
+    ]);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -5,26 +5,26 @@ use actix_web::web;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::forecast::run_forecast;
 use super::groups::pick_model;
 use super::{ApiError, AppState, ErrorBody, now, resource};
+use crate::decision::{CycleStats, Decision, DecisionSettings, GroupRequest, decide};
 use crate::domain::{ScalingGroup, rfc3339};
 use crate::policy::GuardrailSettings;
-use crate::policy::recommend::{Decider, Situation, recommend};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(
         "/v1/groups/{group}/recommendation",
         web::get().to(group_recommendation),
+    ))
+    .service(resource(
+        "/v1/recommendations",
+        web::get().to(fleet_recommendations),
     ));
 }
 
-/// Largest group size a recommendation accepts.
-pub const MAX_GROUP_SIZE: u32 = 10_000;
-/// Steps planned ahead.
-const PLAN_STEPS: usize = 12;
-/// History older than this many steps is stale: no scale-in on it.
-const STALE_STEPS: i64 = 3;
+pub use crate::decision::MAX_GROUP_SIZE;
+/// Groups one fleet request may name.
+const MAX_FLEET_GROUPS: usize = 20_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -120,86 +120,56 @@ pub async fn group_recommendation(
 ) -> Result<web::Json<RecommendationResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
     let model = pick_model(&state, query.model.as_deref())?;
-    let min = query.min.unwrap_or(1);
-    let max = query.max.unwrap_or(100);
+    let settings = settings(query.min, query.max)?;
+    if let Some(c) = query.capacity
+        && !(1..=MAX_GROUP_SIZE).contains(&c)
+    {
+        return Err(bad(
+            "capacity",
+            format!("must be from 1 to {MAX_GROUP_SIZE}"),
+        ));
+    }
+    let req = GroupRequest {
+        group,
+        capacity: query.capacity,
+    };
+    let (mut out, _) = decide(&state, &model, vec![req], &settings, now()).await;
+    let d = out
+        .pop()
+        .ok_or_else(|| bad("group", "no decision was made"))??;
+    Ok(web::Json(response(d)))
+}
+
+/// Guardrail settings from the query's min and max.
+fn settings(min: Option<u32>, max: Option<u32>) -> Result<DecisionSettings, ApiError> {
+    let min = min.unwrap_or(1);
+    let max = max.unwrap_or(100);
     if !(1..=MAX_GROUP_SIZE).contains(&max) {
         return Err(bad("max", format!("must be from 1 to {MAX_GROUP_SIZE}")));
     }
     if min > max {
         return Err(bad("min", format!("{min} is above max ({max})")));
     }
-    let window = state
-        .store
-        .window(&group, model.lookback(PLAN_STEPS))
-        .await?
-        .ok_or_else(|| ApiError::GroupNotFound(group.to_string()))?;
-    let capacity_now = match query.capacity {
-        Some(c) if (1..=MAX_GROUP_SIZE).contains(&c) => c,
-        Some(_) => {
-            return Err(bad(
-                "capacity",
-                format!("must be from 1 to {MAX_GROUP_SIZE}"),
-            ));
-        }
-        None => window
-            .rows
-            .iter()
-            .rev()
-            .find_map(|r| r.capacity)
-            .filter(|c| *c >= 0.5)
-            .map(|c| (c.round() as u32).min(MAX_GROUP_SIZE))
-            .ok_or_else(|| {
-                bad(
-                    "capacity",
-                    "the group's samples carry no capacity; pass ?capacity=<instances in service>",
-                )
-            })?,
-    };
-    let end = window.end().unwrap_or_default();
-    let step = window.step;
-    let cap = f64::from(capacity_now);
-    let history: Vec<f64> = window
-        .rows
-        .iter()
-        .map(|r| f64::from(r.target()) / 100.0 * r.capacity.map_or(cap, f64::from))
-        .collect();
-    let fc = run_forecast(&state, model, window, PLAN_STEPS, false, Some(&group)).await?;
-    let quantiles: Vec<[f32; 3]> = fc
-        .points
-        .iter()
-        .map(|p| {
-            let u = |x: f32| (f64::from(x.max(0.0)) / 100.0 * cap) as f32;
-            [u(p.p10), u(p.p50), u(p.p90)]
-        })
-        .collect();
-    let stale = now() - end > STALE_STEPS * step;
-    let decider = match &state.policy {
-        Some(p) => Decider::Rl(p.clone()),
-        None => Decider::Predictive,
-    };
-    let settings = GuardrailSettings {
-        min,
-        max,
-        ..GuardrailSettings::default()
-    };
-    let r = recommend(
-        &decider,
-        &Situation {
-            history: &history,
-            forecast: &quantiles,
-            capacity_now,
-            stale,
+    Ok(DecisionSettings {
+        guardrails: GuardrailSettings {
+            min,
+            max,
+            ..GuardrailSettings::default()
         },
-        &settings,
-    );
-    state.metrics.recommendation_served(r.policy);
-    Ok(web::Json(RecommendationResponse {
-        group: group.to_string(),
+        ..DecisionSettings::default()
+    })
+}
+
+fn response(d: Decision) -> RecommendationResponse {
+    let r = d.recommendation;
+    let (end, step) = (d.history_end, d.step_seconds);
+    RecommendationResponse {
+        group: d.group.to_string(),
         policy: r.policy.into(),
-        model: fc.model,
+        model: d.model,
         step_seconds: step,
         history_end: rfc3339(end),
-        capacity_now,
+        capacity_now: d.capacity_now,
         desired_capacity: r.desired_now,
         plan: r
             .plan
@@ -224,7 +194,113 @@ pub async fn group_recommendation(
                 })
                 .collect(),
             expected_utilisation: (r.expected_utilisation * 1e4).round() / 1e4,
-            stale_data: stale,
+            stale_data: d.stale,
         },
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FleetQuery {
+    /// Comma-separated group names. Default: every group in the store.
+    pub groups: Option<String>,
+    /// Minimum size applied to every group (default 1).
+    pub min: Option<u32>,
+    /// Maximum size applied to every group (default 100).
+    pub max: Option<u32>,
+    /// Forecaster whose quantiles the policy reads.
+    pub model: Option<String>,
+}
+
+/// A group the cycle could not decide for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FleetError {
+    pub group: String,
+    /// The error code a single-group request would have returned.
+    pub error: String,
+    pub message: String,
+}
+
+/// One decision cycle over many groups.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FleetResponse {
+    pub stats: CycleStats,
+    pub recommendations: Vec<RecommendationResponse>,
+    pub errors: Vec<FleetError>,
+}
+
+/// One decision cycle over many groups: their forecasts run as one batch.
+///
+/// Every group's window is read, the encoder outputs found in the cache
+/// are reused and the rest are computed in one batch; then the policy and
+/// guardrails decide per group. Groups without a decision (no samples,
+/// too little history, no capacity in the data) are listed in `errors`
+/// with the code a single-group request would have returned.
+#[utoipa::path(
+    get,
+    path = "/v1/recommendations",
+    tag = "policy",
+    params(FleetQuery),
+    responses(
+        (status = 200, body = FleetResponse),
+        (status = 400, description = "Bad group name, model, min or max", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    )
+)]
+pub async fn fleet_recommendations(
+    state: web::Data<AppState>,
+    query: web::Query<FleetQuery>,
+) -> Result<web::Json<FleetResponse>, ApiError> {
+    let model = pick_model(&state, query.model.as_deref())?;
+    let settings = settings(query.min, query.max)?;
+    let groups: Vec<ScalingGroup> = match query.groups.as_deref().filter(|s| !s.is_empty()) {
+        Some(list) => list
+            .split(',')
+            .map(|g| {
+                ScalingGroup::parse(g.trim()).map_err(|e| bad("groups", format!("{g:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+        None => state
+            .store
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| g.group)
+            .collect(),
+    };
+    if groups.len() > MAX_FLEET_GROUPS {
+        return Err(bad(
+            "groups",
+            format!(
+                "{} groups; at most {MAX_FLEET_GROUPS} per request",
+                groups.len()
+            ),
+        ));
+    }
+    let requests = groups
+        .into_iter()
+        .map(|group| GroupRequest {
+            group,
+            capacity: None,
+        })
+        .collect::<Vec<_>>();
+    let names: Vec<String> = requests.iter().map(|r| r.group.to_string()).collect();
+    let (out, stats) = decide(&state, &model, requests, &settings, now()).await;
+    let mut recommendations = Vec::with_capacity(out.len());
+    let mut errors = Vec::new();
+    for (name, r) in names.into_iter().zip(out) {
+        match r {
+            Ok(d) => recommendations.push(response(d)),
+            Err(e) => errors.push(FleetError {
+                group: name,
+                error: e.code().into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(web::Json(FleetResponse {
+        stats,
+        recommendations,
+        errors,
     }))
 }

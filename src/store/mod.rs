@@ -198,7 +198,41 @@ impl WindowStore {
     /// bucket; `None` for an unknown group. Rows inside a long gap are
     /// `Missing`; steps before the group's first sample are not invented,
     /// so the window is shorter than asked while history is short.
+    ///
+    /// With Redis unreachable, the last window this process read for the
+    /// group (same length) is answered instead, and counted in
+    /// [`WindowStore::fallback_reads`]: decisions go on from what was last
+    /// seen while pushes are refused.
     pub async fn window(
+        &self,
+        group: &ScalingGroup,
+        steps: usize,
+    ) -> Result<Option<MetricWindow>, StoreError> {
+        let r = self.window_fresh(group, steps).await;
+        if let Self::Redis(s) = self {
+            match &r {
+                Ok(Some(w)) => s.last.put(group, steps, w),
+                Err(StoreError::Redis(e)) => {
+                    if let Some(w) = s.last.get(group, steps) {
+                        tracing::warn!(group = %group, error = %e, "store: redis unreachable; answering the last window read");
+                        return Ok(Some(w));
+                    }
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Reads answered from the in-process copy while Redis was down.
+    pub fn fallback_reads(&self) -> u64 {
+        match self {
+            Self::Memory(_) => 0,
+            Self::Redis(s) => s.last.fallbacks(),
+        }
+    }
+
+    async fn window_fresh(
         &self,
         group: &ScalingGroup,
         steps: usize,
@@ -230,6 +264,53 @@ impl WindowStore {
             Self::Memory(_) => Ok(()),
             Self::Redis(s) => s.ping().await,
         }
+    }
+}
+
+/// Windows kept in process for reads while Redis is down.
+const LAST_WINDOWS: usize = 20_000;
+
+/// The last window read per (group, length), bounded.
+#[derive(Debug)]
+pub struct LastWindows {
+    map: parking_lot::Mutex<std::collections::HashMap<(ScalingGroup, usize), MetricWindow>>,
+    capacity: usize,
+    fallbacks: std::sync::atomic::AtomicU64,
+}
+
+impl LastWindows {
+    fn new(capacity: usize) -> Self {
+        Self {
+            map: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            capacity,
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn put(&self, group: &ScalingGroup, steps: usize, w: &MetricWindow) {
+        let mut m = self.map.lock();
+        let key = (group.clone(), steps);
+        if !m.contains_key(&key) && m.len() >= self.capacity {
+            // Full: drop an arbitrary entry (any window is as good a
+            // fallback as another).
+            if let Some(k) = m.keys().next().cloned() {
+                m.remove(&k);
+            }
+        }
+        m.insert(key, w.clone());
+    }
+
+    fn get(&self, group: &ScalingGroup, steps: usize) -> Option<MetricWindow> {
+        let w = self.map.lock().get(&(group.clone(), steps)).cloned();
+        if w.is_some() {
+            self.fallbacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        w
+    }
+
+    fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

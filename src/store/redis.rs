@@ -39,6 +39,9 @@ pub struct RedisStore {
     prefix: String,
     cfg: StoreConfig,
     script: std::sync::Arc<redis::Script>,
+    /// The last window served per (group, length): what reads fall back to
+    /// while Redis is unreachable.
+    pub(super) last: std::sync::Arc<super::LastWindows>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -71,6 +74,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             cfg,
             script: std::sync::Arc::new(redis::Script::new(APPEND_SCRIPT)),
+            last: std::sync::Arc::new(super::LastWindows::new(super::LAST_WINDOWS)),
         })
     }
 

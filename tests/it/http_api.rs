@@ -617,3 +617,77 @@ async fn recommendation_plans_capacity_and_names_bad_settings() {
         "{text}"
     );
 }
+
+/// The fleet cycle (`GET /v1/recommendations`) with the shipped BiLSTM and
+/// policy: enough groups for the batched encoder and the parallel policy
+/// stage; every answer equals the single-group one; cache misses are
+/// encoded once, then hit; groups that cannot be decided are listed with
+/// the code a single request gets.
+#[actix_web::test]
+async fn fleet_cycle_batches_and_matches_single_group_answers() {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let f = Fixture::new(Kind::Memory, "fleet");
+    let state = actix_web::web::Data::new(forescale::http::AppState {
+        models: forescale::forecast::ModelRegistry::load_dir(&models).unwrap(),
+        default_model: "bilstm".into(),
+        policy: Some(forescale::policy::rl::RlPolicy::load(&models.join("policy")).unwrap()),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let n = 300;
+    for i in 0..n {
+        let body = rising_body(30 + i % 7, (i != 7).then_some(4 + (i % 5) as u32));
+        let resp = test::call_service(
+            &app,
+            post_json(&format!("/v1/groups/g{i:03}/samples"), &body).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+    let resp = test::call_service(&app, get("/v1/recommendations?max=50")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["stats"]["groups"], n);
+    assert_eq!(v["stats"]["decided"], n - 1, "{}", v["stats"]);
+    assert_eq!(v["stats"]["encoded"], n - 1);
+    assert_eq!(v["stats"]["cache_hits"], 0);
+    assert_eq!(
+        v["errors"],
+        json!([{"group": "g007", "error": "bad_parameter", "message": v["errors"][0]["message"]}])
+    );
+    let recs = v["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), n - 1);
+    for r in recs.iter().step_by(37) {
+        assert_eq!(r["policy"], "rl");
+        let g = r["group"].as_str().unwrap();
+        let resp =
+            test::call_service(&app, get(&format!("/v1/groups/{g}/recommendation?max=50"))).await;
+        let one: Value = test::read_body_json(resp).await;
+        assert_eq!(one["desired_capacity"], r["desired_capacity"], "{g}");
+        assert_eq!(one["plan"], r["plan"], "{g}");
+        assert_eq!(one["explanation"], r["explanation"], "{g}");
+    }
+    // Again: every embedding is cached now.
+    let resp = test::call_service(&app, get("/v1/recommendations?max=50")).await;
+    let again: Value = test::read_body_json(resp).await;
+    assert_eq!(again["stats"]["cache_hits"], n - 1, "{}", again["stats"]);
+    assert_eq!(again["stats"]["encoded"], 0);
+    assert_eq!(again["recommendations"], v["recommendations"]);
+    // A named subset, and bad input named.
+    let resp = test::call_service(&app, get("/v1/recommendations?groups=g001,ghost")).await;
+    let sub: Value = test::read_body_json(resp).await;
+    assert_eq!(sub["recommendations"].as_array().unwrap().len(), 1);
+    assert_eq!(sub["errors"][0]["group"], "ghost");
+    assert_eq!(sub["errors"][0]["error"], "group_not_found");
+    for (uri, field) in [
+        ("/v1/recommendations?groups=a:b", "groups"),
+        ("/v1/recommendations?min=9&max=3", "min"),
+        ("/v1/recommendations?model=magic", "model"),
+    ] {
+        let resp = test::call_service(&app, get(uri)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let e: Value = test::read_body_json(resp).await;
+        assert_eq!(e["field"], field, "{uri}: {e}");
+    }
+}

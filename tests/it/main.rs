@@ -9,6 +9,7 @@
 mod actuator;
 mod cli;
 mod control;
+mod faults;
 mod http_api;
 mod neural;
 mod openapi;

@@ -1,0 +1,399 @@
+//! The decision stage: for one group or thousands, windows from the store
+//! -> forecasts -> the scaling policy and its guardrails.
+//!
+//! A cycle over N groups reads their windows (concurrently), looks every
+//! group's encoder output up in the embedding cache, runs the encoder once
+//! over all the misses as one batch (both cores), then runs the forecast
+//! head and the policy per group. The recommendation endpoint is the same
+//! code with N = 1; `GET /v1/recommendations` is a cycle over every group.
+//!
+//! Load is CPU utilisation times capacity: one instance at 100 % is one
+//! unit (the simulator's unit).
+
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::cache::{CacheKey, Tier};
+use crate::domain::ScalingGroup;
+use crate::forecast::{ForecastError, Forecaster, QuantileForecast};
+use crate::http::{ApiError, AppState};
+use crate::policy::GuardrailSettings;
+use crate::policy::recommend::{Decider, Recommendation, Situation, recommend};
+use crate::store::MetricWindow;
+
+/// Largest group size a decision accepts.
+pub const MAX_GROUP_SIZE: u32 = 10_000;
+/// From this many groups on, the policy stage runs on every core.
+const PARALLEL_DECISIONS: usize = 256;
+/// Window reads in flight at once during a cycle.
+const READS_IN_FLIGHT: usize = 64;
+
+/// What every decision of a cycle shares.
+#[derive(Debug, Clone)]
+pub struct DecisionSettings {
+    pub guardrails: GuardrailSettings,
+    /// Steps planned ahead (the forecast horizon used).
+    pub plan_steps: usize,
+    /// History older than this many steps is stale: no scale-in on it.
+    pub stale_steps: i64,
+}
+
+impl Default for DecisionSettings {
+    fn default() -> Self {
+        Self {
+            guardrails: GuardrailSettings::default(),
+            plan_steps: 12,
+            stale_steps: 3,
+        }
+    }
+}
+
+/// One group to decide for.
+#[derive(Debug, Clone)]
+pub struct GroupRequest {
+    pub group: ScalingGroup,
+    /// Instances in service; `None`: the newest `capacity` in its samples.
+    pub capacity: Option<u32>,
+}
+
+/// The decision for one group.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub group: ScalingGroup,
+    pub model: String,
+    pub step_seconds: i64,
+    /// Timestamp of the last step of history used.
+    pub history_end: i64,
+    pub capacity_now: u32,
+    pub stale: bool,
+    /// The forecast read, CPU % (p10, p50, p90 per step).
+    pub forecast: QuantileForecast,
+    pub recommendation: Recommendation,
+}
+
+/// Where a cycle spent its time.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct CycleStats {
+    pub groups: usize,
+    pub decided: usize,
+    pub failed: usize,
+    /// Encoder outputs found in the cache (either tier).
+    pub cache_hits: usize,
+    /// Windows run through the encoder (one batch).
+    pub encoded: usize,
+    pub read_ms: f64,
+    pub encode_ms: f64,
+    pub decide_ms: f64,
+    pub total_ms: f64,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::BadParameter {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A group between the stages.
+struct Pending {
+    req: GroupRequest,
+    window: MetricWindow,
+    capacity_now: u32,
+    /// Set once the forecast is known.
+    forecast: Option<QuantileForecast>,
+    /// Cache miss: the key and input to encode.
+    miss: Option<(CacheKey, crate::features::ModelInput)>,
+}
+
+/// Decide for every requested group; one result per request, in order.
+pub async fn decide(
+    state: &AppState,
+    model: &Forecaster,
+    requests: Vec<GroupRequest>,
+    settings: &DecisionSettings,
+    now: i64,
+) -> (Vec<Result<Decision, ApiError>>, CycleStats) {
+    let total = Instant::now();
+    let mut stats = CycleStats {
+        groups: requests.len(),
+        ..CycleStats::default()
+    };
+    let h = settings.plan_steps;
+    let lookback = model.lookback(h);
+
+    // 1. Windows.
+    let t = Instant::now();
+    let read: Vec<_> = stream::iter(requests)
+        .map(|req| async move {
+            let w = state.store.window(&req.group, lookback).await;
+            (req, w)
+        })
+        .buffered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    stats.read_ms = ms(t);
+    let mut slots: Vec<Result<Pending, ApiError>> = read
+        .into_iter()
+        .map(|(req, w)| {
+            let window = w?.ok_or_else(|| ApiError::GroupNotFound(req.group.to_string()))?;
+            let capacity_now = resolve_capacity(req.capacity, &window)?;
+            Ok(Pending {
+                req,
+                window,
+                capacity_now,
+                forecast: None,
+                miss: None,
+            })
+        })
+        .collect();
+
+    // 2. Forecasts: cache lookups, then one encoder batch for the misses.
+    let t = Instant::now();
+    for slot in slots.iter_mut() {
+        let Ok(p) = slot else { continue };
+        let r = match model {
+            Forecaster::Neural(m) => match m.check(&p.window.rows, h) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let input = m.input(&p.window.rows);
+                    let end = p.window.end().unwrap_or_default();
+                    let key = CacheKey::new(m.name(), &m.file.version, &p.req.group, end, &input);
+                    match state.cache.get(&key).await {
+                        Some((tier, e)) => {
+                            state.metrics.cache_lookup(match tier {
+                                Tier::Memory => "hit_memory",
+                                Tier::Redis => "hit_redis",
+                            });
+                            stats.cache_hits += 1;
+                            m.forecast_from(&e, h).map(Some)
+                        }
+                        None => {
+                            state.metrics.cache_lookup("miss");
+                            p.miss = Some((key, input));
+                            Ok(None)
+                        }
+                    }
+                }
+            },
+            _ => model.forecast(&p.window.rows, h).map(Some),
+        };
+        match r {
+            Ok(f) => p.forecast = f,
+            Err(e) => *slot = Err(e.into()),
+        }
+    }
+    if let Forecaster::Neural(m) = model {
+        let misses: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Ok(p) if p.miss.is_some()))
+            .map(|(i, _)| i)
+            .collect();
+        if !misses.is_empty() {
+            let inputs: Vec<crate::features::ModelInput> = misses
+                .iter()
+                .filter_map(|&i| match &slots[i] {
+                    Ok(p) => p.miss.as_ref().map(|(_, x)| x.clone()),
+                    Err(_) => None,
+                })
+                .collect();
+            let m2 = m.clone();
+            let encoded = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&crate::features::ModelInput> = inputs.iter().collect();
+                m2.encode_batch(&refs)
+            })
+            .await
+            .map_err(|e| ForecastError::Model(format!("encoder task: {e}")))
+            .and_then(|r| r.map_err(|e| ForecastError::Model(e.to_string())));
+            stats.encoded = misses.len();
+            match encoded {
+                Ok(embs) => {
+                    for (&i, e) in misses.iter().zip(embs) {
+                        state.metrics.encoder_run(m.name());
+                        let slot = &mut slots[i];
+                        let Ok(p) = slot else { continue };
+                        let Some((key, _)) = p.miss.take() else {
+                            continue;
+                        };
+                        match m.forecast_from(&e, h) {
+                            Ok(f) => {
+                                p.forecast = Some(f);
+                                state.cache.put(key, e).await;
+                            }
+                            Err(err) => *slot = Err(err.into()),
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in &misses {
+                        slots[i] = Err(ApiError::Forecast(ForecastError::Model(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+    stats.encode_ms = ms(t);
+
+    // 3. The policy and guardrails, per group.
+    let t = Instant::now();
+    let decider = match &state.policy {
+        Some(p) => Decider::Rl(p.clone()),
+        None => Decider::Predictive,
+    };
+    let model_name = model.name().to_owned();
+    let settings2 = settings.clone();
+    let decide_all = move || -> Vec<Result<Decision, ApiError>> {
+        let one = |slot: Result<Pending, ApiError>| {
+            let p = slot?;
+            let forecast = p.forecast.ok_or_else(|| {
+                ApiError::Forecast(ForecastError::Model("no forecast was made".into()))
+            })?;
+            Ok(decide_one(
+                &decider,
+                p.req.group,
+                &model_name,
+                &p.window,
+                p.capacity_now,
+                forecast,
+                &settings2,
+                now,
+            ))
+        };
+        let threads = if slots.len() >= PARALLEL_DECISIONS {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        };
+        if threads == 1 {
+            return slots.into_iter().map(one).collect();
+        }
+        let per = slots.len().div_ceil(threads);
+        let mut chunks: Vec<Vec<Result<Pending, ApiError>>> = Vec::new();
+        let mut it = slots.into_iter();
+        loop {
+            let c: Vec<_> = it.by_ref().take(per).collect();
+            if c.is_empty() {
+                break;
+            }
+            chunks.push(c);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.len(),
+                        scope.spawn(|| c.into_iter().map(one).collect::<Vec<_>>()),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join()
+                        .unwrap_or_else(|_| failed(n, "a decision thread panicked"))
+                })
+                .collect()
+        })
+    };
+    let out = if stats.groups >= PARALLEL_DECISIONS {
+        tokio::task::spawn_blocking(decide_all)
+            .await
+            .unwrap_or_else(|e| failed(stats.groups, &format!("decision task: {e}")))
+    } else {
+        decide_all()
+    };
+    for d in out.iter().flatten() {
+        state.metrics.recommendation_served(d.recommendation.policy);
+    }
+    stats.decide_ms = ms(t);
+    stats.decided = out.iter().filter(|r| r.is_ok()).count();
+    stats.failed = stats.groups - stats.decided;
+    stats.total_ms = ms(total);
+    (out, stats)
+}
+
+/// `n` copies of an internal failure (one per group, so results stay in
+/// request order).
+fn failed(n: usize, why: &str) -> Vec<Result<Decision, ApiError>> {
+    (0..n)
+        .map(|_| Err(ApiError::Forecast(ForecastError::Model(why.to_owned()))))
+        .collect()
+}
+
+/// The capacity in service: the one given, else the newest in the data.
+fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, ApiError> {
+    match given {
+        Some(c) if (1..=MAX_GROUP_SIZE).contains(&c) => Ok(c),
+        Some(_) => Err(bad(
+            "capacity",
+            format!("must be from 1 to {MAX_GROUP_SIZE}"),
+        )),
+        None => window
+            .rows
+            .iter()
+            .rev()
+            .find_map(|r| r.capacity)
+            .filter(|c| *c >= 0.5)
+            .map(|c| (c.round() as u32).min(MAX_GROUP_SIZE))
+            .ok_or_else(|| {
+                bad(
+                    "capacity",
+                    "the group's samples carry no capacity; pass ?capacity=<instances in service>",
+                )
+            }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_one(
+    decider: &Decider,
+    group: ScalingGroup,
+    model: &str,
+    window: &MetricWindow,
+    capacity_now: u32,
+    forecast: QuantileForecast,
+    settings: &DecisionSettings,
+    now: i64,
+) -> Decision {
+    let end = window.end().unwrap_or_default();
+    let step = window.step;
+    let cap = f64::from(capacity_now);
+    let history: Vec<f64> = window
+        .rows
+        .iter()
+        .map(|r| f64::from(r.target()) / 100.0 * r.capacity.map_or(cap, f64::from))
+        .collect();
+    let u = |x: f32| (f64::from(x.max(0.0)) / 100.0 * cap) as f32;
+    let quantiles: Vec<[f32; 3]> = (0..forecast.horizon())
+        .map(|k| [u(forecast.p10[k]), u(forecast.p50[k]), u(forecast.p90[k])])
+        .collect();
+    let stale = now - end > settings.stale_steps * step;
+    let recommendation = recommend(
+        decider,
+        &Situation {
+            history: &history,
+            forecast: &quantiles,
+            capacity_now,
+            stale,
+        },
+        &settings.guardrails,
+    );
+    Decision {
+        group,
+        model: model.to_owned(),
+        step_seconds: step,
+        history_end: end,
+        capacity_now,
+        stale,
+        forecast,
+        recommendation,
+    }
+}
