@@ -21,7 +21,7 @@ use crate::domain::ScalingGroup;
 use crate::forecast::{ForecastError, Forecaster, QuantileForecast};
 use crate::http::{ApiError, AppState};
 use crate::policy::GuardrailSettings;
-use crate::policy::recommend::{Decider, Recommendation, Situation, recommend};
+use crate::policy::recommend::{Decider, Recommendation, Situation, recommend_many};
 use crate::store::MetricWindow;
 
 /// Largest group size a decision accepts.
@@ -250,21 +250,8 @@ pub async fn decide(
     let model_name = model.name().to_owned();
     let settings2 = settings.clone();
     let decide_all = move || -> Vec<Result<Decision, ApiError>> {
-        let one = |slot: Result<Pending, ApiError>| {
-            let p = slot?;
-            let forecast = p.forecast.ok_or_else(|| {
-                ApiError::Forecast(ForecastError::Model("no forecast was made".into()))
-            })?;
-            Ok(decide_one(
-                &decider,
-                p.req.group,
-                &model_name,
-                &p.window,
-                p.capacity_now,
-                forecast,
-                &settings2,
-                now,
-            ))
+        let one = |c: Vec<Result<Pending, ApiError>>| {
+            decide_chunk(&decider, &model_name, &settings2, now, c)
         };
         let threads = if slots.len() >= PARALLEL_DECISIONS {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -272,7 +259,7 @@ pub async fn decide(
             1
         };
         if threads == 1 {
-            return slots.into_iter().map(one).collect();
+            return one(slots);
         }
         let per = slots.len().div_ceil(threads);
         let mut chunks: Vec<Vec<Result<Pending, ApiError>>> = Vec::new();
@@ -287,12 +274,7 @@ pub async fn decide(
         std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .into_iter()
-                .map(|c| {
-                    (
-                        c.len(),
-                        scope.spawn(|| c.into_iter().map(one).collect::<Vec<_>>()),
-                    )
-                })
+                .map(|c| (c.len(), scope.spawn(|| one(c))))
                 .collect();
             handles
                 .into_iter()
@@ -352,20 +334,26 @@ fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, Ap
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decide_one(
-    decider: &Decider,
+/// A group ready for the policy: its inputs in load units.
+struct Prepared {
     group: ScalingGroup,
-    model: &str,
-    window: &MetricWindow,
+    end: i64,
+    step: i64,
     capacity_now: u32,
+    stale: bool,
     forecast: QuantileForecast,
-    settings: &DecisionSettings,
-    now: i64,
-) -> Decision {
+    history: Vec<f64>,
+    quantiles: Vec<[f32; 3]>,
+}
+
+fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, ApiError> {
+    let forecast = p
+        .forecast
+        .ok_or_else(|| ApiError::Forecast(ForecastError::Model("no forecast was made".into())))?;
+    let window = &p.window;
     let end = window.end().unwrap_or_default();
     let step = window.step;
-    let cap = f64::from(capacity_now);
+    let cap = f64::from(p.capacity_now);
     let history: Vec<f64> = window
         .rows
         .iter()
@@ -375,25 +363,60 @@ fn decide_one(
     let quantiles: Vec<[f32; 3]> = (0..forecast.horizon())
         .map(|k| [u(forecast.p10[k]), u(forecast.p50[k]), u(forecast.p90[k])])
         .collect();
-    let stale = now - end > settings.stale_steps * step;
-    let recommendation = recommend(
-        decider,
-        &Situation {
-            history: &history,
-            forecast: &quantiles,
-            capacity_now,
-            stale,
-        },
-        &settings.guardrails,
-    );
-    Decision {
-        group,
-        model: model.to_owned(),
-        step_seconds: step,
-        history_end: end,
-        capacity_now,
-        stale,
+    Ok(Prepared {
+        group: p.req.group,
+        end,
+        step,
+        capacity_now: p.capacity_now,
+        stale: now - end > stale_steps * step,
         forecast,
-        recommendation,
-    }
+        history,
+        quantiles,
+    })
+}
+
+/// The policy stage for a run of groups (results in the same order): the
+/// trained policy decides for all of them as one batch per plan step.
+fn decide_chunk(
+    decider: &Decider,
+    model: &str,
+    settings: &DecisionSettings,
+    now: i64,
+    chunk: Vec<Result<Pending, ApiError>>,
+) -> Vec<Result<Decision, ApiError>> {
+    let prepared: Vec<Result<Prepared, ApiError>> = chunk
+        .into_iter()
+        .map(|slot| slot.and_then(|p| prepare(p, now, settings.stale_steps)))
+        .collect();
+    let situations: Vec<Situation> = prepared
+        .iter()
+        .flatten()
+        .map(|p| Situation {
+            history: &p.history,
+            forecast: &p.quantiles,
+            capacity_now: p.capacity_now,
+            stale: p.stale,
+        })
+        .collect();
+    let mut recs = recommend_many(decider, &situations, &settings.guardrails).into_iter();
+    drop(situations);
+    prepared
+        .into_iter()
+        .map(|r| {
+            let p = r?;
+            let recommendation = recs.next().ok_or_else(|| {
+                ApiError::Forecast(ForecastError::Model("no decision was made".into()))
+            })?;
+            Ok(Decision {
+                group: p.group,
+                model: model.to_owned(),
+                step_seconds: p.step,
+                history_end: p.end,
+                capacity_now: p.capacity_now,
+                stale: p.stale,
+                forecast: p.forecast,
+                recommendation,
+            })
+        })
+        .collect()
 }

@@ -210,6 +210,48 @@ fn sigmoid_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     simd.mul_add_e_f32s(half, tanh_v(simd, simd.mul_f32s(half, x)), half)
 }
 
+/// Matrix widths [`gemm`] takes are multiples of this.
+pub const GEMM_PAD: usize = PAD;
+
+/// C[m][n] += A[m][k] (row stride `lda`) x B[k][n], `n` a multiple of
+/// [`GEMM_PAD`], in the widest SIMD the CPU has. Each element of C is
+/// accumulated over k in order, whatever m is, so one row and a batch of
+/// rows give bit-identical results. (The policy's actor uses it.)
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], n: usize, c: &mut [f32]) {
+    struct G<'a> {
+        a: &'a [f32],
+        lda: usize,
+        m: usize,
+        k: usize,
+        b: &'a [f32],
+        n: usize,
+        c: &'a mut [f32],
+    }
+    impl WithSimd for G<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) {
+            gemm_acc(
+                simd, self.a, self.lda, self.m, self.k, self.b, self.n, self.c,
+            )
+        }
+    }
+    assert!(
+        n.is_multiple_of(PAD),
+        "gemm: n = {n} is not a multiple of {PAD}"
+    );
+    Arch::new().dispatch(G {
+        a,
+        lda,
+        m,
+        k,
+        b,
+        n,
+        c,
+    });
+}
+
 /// `MR` rows x `NR` vectors of C += A B over all of K.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]

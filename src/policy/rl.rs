@@ -16,8 +16,9 @@
 //! the mean absolute step change over the last 12 steps / (0.9 c).
 //! No clock: some traces (the Azure aggregates) have only relative time.
 //!
-//! Training (PPO, `crate::sim::ppo`) uses candle; inference here is plain
-//! loops over the same weights (about 29k multiply-adds, microseconds).
+//! Training (PPO, `crate::sim::ppo`) uses candle; inference here runs the
+//! same weights through the forecaster's SIMD GEMM (`forecast::fast::gemm`),
+//! one state or a batch of groups at a time (bit-identical answers).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +28,7 @@ use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
 use super::{Observation, Policy, SLA_UTILISATION};
+use crate::forecast::fast::{GEMM_PAD, gemm};
 
 pub const N_STATE: usize = 17;
 /// Quantile index (0 = p10, 1 = p50, 2 = p90) and headroom of each
@@ -182,50 +184,25 @@ impl Module for Mlp {
 /// The actor's weights as plain vectors: [out][in] row-major per layer.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    /// (weight [out][in], bias, out, in) per layer; shared, so a policy
-    /// clone per decision costs nothing.
-    layers: std::sync::Arc<Vec<DenseWeights>>,
+    /// Layers laid out for [`crate::forecast::fast::gemm`]; shared, so a
+    /// policy clone per decision costs nothing.
+    layers: std::sync::Arc<Vec<Dense>>,
 }
 
-/// (weight [out][in], bias, out, in).
-type DenseWeights = (Vec<f32>, Vec<f32>, usize, usize);
-
-/// One dense layer, `out = W x + b` (ReLU unless last), in the widest
-/// SIMD the CPU has (`pulp`, chosen at run time; AVX2 + FMA here).
-struct Dense<'a> {
-    w: &'a [f32],
-    b: &'a [f32],
-    x: &'a [f32],
-    out: &'a mut Vec<f32>,
-    relu: bool,
+/// One dense layer: weights transposed `[in][n]` and bias `[n]`, with n
+/// the output width padded to [`GEMM_PAD`] (padding weights and bias 0).
+#[derive(Debug)]
+struct Dense {
+    w_t: Vec<f32>,
+    bias: Vec<f32>,
+    inp: usize,
+    out: usize,
+    n: usize,
 }
 
-impl pulp::WithSimd for Dense<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let inp = self.x.len();
-        let (xv, xt) = S::as_simd_f32s(self.x);
-        self.out.clear();
-        for (o, bias) in self.b.iter().enumerate() {
-            let row = &self.w[o * inp..(o + 1) * inp];
-            let (wv, wt) = S::as_simd_f32s(row);
-            let mut acc0 = simd.splat_f32s(0.0);
-            let mut acc1 = simd.splat_f32s(0.0);
-            let mut pairs = wv.chunks_exact(2).zip(xv.chunks_exact(2));
-            for (w2, x2) in pairs.by_ref() {
-                acc0 = simd.mul_add_e_f32s(w2[0], x2[0], acc0);
-                acc1 = simd.mul_add_e_f32s(w2[1], x2[1], acc1);
-            }
-            if wv.len() % 2 == 1 {
-                acc0 = simd.mul_add_e_f32s(wv[wv.len() - 1], xv[xv.len() - 1], acc0);
-            }
-            let mut v = simd.reduce_sum_f32s(simd.add_f32s(acc0, acc1)) + bias;
-            v += wt.iter().zip(xt).map(|(a, b)| a * b).sum::<f32>();
-            self.out.push(if self.relu { v.max(0.0) } else { v });
-        }
-    }
-}
+/// States per batch of [`Actor::greedy_many`] (their activations stay in
+/// L1 while every weight is read once per batch).
+const ACTOR_BLOCK: usize = 32;
 
 impl Actor {
     /// From named tensors `actor.l{i}.weight` / `.bias`.
@@ -239,12 +216,23 @@ impl Actor {
                 .get(&format!("{prefix}.l{i}.bias"))
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing {prefix}.l{i}.bias")))?;
             let (out, inp) = w.dims2()?;
-            layers.push((
-                w.flatten_all()?.to_vec1::<f32>()?,
-                b.to_vec1::<f32>()?,
-                out,
+            let w = w.flatten_all()?.to_vec1::<f32>()?;
+            let n = out.div_ceil(GEMM_PAD) * GEMM_PAD;
+            let mut w_t = vec![0.0; inp * n];
+            for o in 0..out {
+                for i in 0..inp {
+                    w_t[i * n + o] = w[o * inp + i];
+                }
+            }
+            let mut bias = b.to_vec1::<f32>()?;
+            bias.resize(n, 0.0);
+            layers.push(Dense {
+                w_t,
+                bias,
                 inp,
-            ));
+                out,
+                n,
+            });
         }
         if layers.is_empty() {
             return Err(candle_core::Error::Msg(format!("no {prefix} weights")));
@@ -256,31 +244,61 @@ impl Actor {
 
     /// Action logits for one state.
     pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        self.logits_rows(x, 1)
+    }
+
+    /// Logits of `rows` states laid out `[rows][in]`, `[rows][actions]`.
+    fn logits_rows(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let last = self.layers.len() - 1;
         let mut cur = x.to_vec();
-        let mut next = Vec::with_capacity(128);
-        let n = self.layers.len();
-        let arch = pulp::Arch::new();
-        for (i, (w, b, _, _)) in self.layers.iter().enumerate() {
-            arch.dispatch(Dense {
-                w,
-                b,
-                x: &cur,
-                out: &mut next,
-                relu: i + 1 < n,
-            });
-            std::mem::swap(&mut cur, &mut next);
+        let mut lda = x.len() / rows.max(1);
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut c: Vec<f32> = Vec::with_capacity(rows * l.n);
+            for _ in 0..rows {
+                c.extend_from_slice(&l.bias);
+            }
+            gemm(&cur, lda, rows, l.inp, &l.w_t, l.n, &mut c);
+            if i < last {
+                for v in &mut c {
+                    *v = v.max(0.0);
+                }
+            }
+            cur = c;
+            lda = l.n;
         }
-        cur
+        let out = self.layers[last].out;
+        cur.chunks_exact(lda)
+            .flat_map(|r| &r[..out])
+            .copied()
+            .collect()
+    }
+
+    /// The greedy action of many states at once: what
+    /// [`Actor::greedy`] gives for each, bit for bit, with each weight
+    /// read once per block of states instead of once per state.
+    pub fn greedy_many(&self, xs: &[[f32; N_STATE]]) -> Vec<usize> {
+        let mut out = Vec::with_capacity(xs.len());
+        for block in xs.chunks(ACTOR_BLOCK) {
+            let flat: Vec<f32> = block.iter().flatten().copied().collect();
+            let l = self.logits_rows(&flat, block.len());
+            let per = l.len() / block.len().max(1);
+            out.extend(l.chunks_exact(per.max(1)).map(argmax));
+        }
+        out
     }
 
     /// The most likely action.
     pub fn greedy(&self, x: &[f32]) -> usize {
-        let l = self.logits(x);
-        l.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(HOLD, |(i, _)| i)
+        argmax(&self.logits(x))
     }
+}
+
+/// Index of the largest logit (the last of equals); hold if none.
+fn argmax(l: &[f32]) -> usize {
+    l.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(HOLD, |(i, _)| i)
 }
 
 /// A trained policy folder: `policy.json` + `model.safetensors`.
