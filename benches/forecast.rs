@@ -44,6 +44,7 @@ fn latency(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for name in ["bilstm", "lstm"] {
         let m = NeuralModel::load(&models.join(name)).unwrap();
+        let (net, fast) = m.recurrent().unwrap();
         let inputs = windows(&m, 5_000);
         let mut g = c.benchmark_group(format!("forecast_{name}_{cores}_cores"));
         g.sample_size(100); // EVAL.md: median of at least 100 runs
@@ -60,7 +61,7 @@ fn latency(c: &mut Criterion) {
         )
         .unwrap();
         g.bench_function("candle_batch_1", |b| {
-            b.iter(|| m.net.forward(&x1, None).unwrap())
+            b.iter(|| net.forward(&x1, None).unwrap())
         });
         let emb = m.encode_input(&inputs[0]).unwrap();
         g.bench_function("head_only_cache_hit", |b| {
@@ -73,7 +74,7 @@ fn latency(c: &mut Criterion) {
         });
         let flat: Vec<f32> = inputs.iter().flat_map(|x| x.values.clone()).collect();
         g.bench_function("batch_5000_one_thread", |b| {
-            b.iter(|| m.fast.forward(&flat, 1))
+            b.iter(|| fast.forward(&flat, 1))
         });
         g.finish();
     }

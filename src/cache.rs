@@ -306,6 +306,7 @@ mod tests {
             steps: 1,
             values: vec![end as f32],
             mask: vec![1.0],
+            future: Vec::new(),
         };
         CacheKey::new(
             "bilstm",
@@ -347,6 +348,7 @@ mod tests {
             steps: 1,
             values: vec![1.0],
             mask: vec![1.0],
+            future: Vec::new(),
         };
         let b = ModelInput {
             values: vec![1.5],

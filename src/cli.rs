@@ -612,9 +612,12 @@ fn score_and_report(
     out: &std::path::Path,
     dump_to: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<eval::ModelScores>> {
-    // Fan charts follow the last model named (the trained one, usually)
-    // on the three busiest series (by train-segment mean CPU).
-    let featured = models.len().saturating_sub(1);
+    // Fan charts follow the first trained model named (else the last
+    // model) on the three busiest series (by train-segment mean CPU).
+    let featured = models
+        .iter()
+        .position(|m| matches!(m, Forecaster::Neural(_)))
+        .unwrap_or(models.len().saturating_sub(1));
     let mut busiest: Vec<(f32, &data::GriddedSeries)> = series
         .iter()
         .map(|s| {
@@ -670,6 +673,10 @@ fn score_and_report(
                 f,
             )?;
         }
+    }
+    // The mean attention (for the TFT: variable selection) of every
+    // trained model.
+    for m in models {
         if let Some(w) = mean_attention(m, series, opts.horizon, 2_000) {
             plots::heatmap(
                 &plot_dir.join(format!("attention-{}.svg", m.name())),
@@ -682,6 +689,28 @@ fn score_and_report(
     eprintln!("plots: {}", plot_dir.display());
     eval::write_report(out, ctx, opts, &scores)
         .with_context(|| format!("writing the report to {}", out.display()))?;
+    let facts = model_facts(models, series, opts.horizon, &scores)?;
+    if !facts.is_empty() {
+        let table = eval::facts_table(&facts);
+        let mut w = csv::Writer::from_path(out.join("facts.csv"))?;
+        for f in &facts {
+            w.serialize(f)?;
+        }
+        w.flush()?;
+        use std::io::Write as _;
+        let mut md = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join("report.md"))?;
+        writeln!(
+            md,
+            "\n## Size, training cost and latency of the trained models\n\n\
+             Latency b1: median of the per-origin calls above (one window, one thread for the recurrent \
+             networks' SIMD path, candle's default threading for the TFT). Latency b5000: median of 3 calls \
+             forecasting 5,000 test windows at once, on both cores. Training figures come from the model \
+             folder's `config.json` (this machine, 2 cores).\n\n{table}"
+        )?;
+        eprintln!("{table}");
+    }
     println!(
         "{:<8} {:>8} {:>8} {:>8} {:>8}",
         "model", "WQL", "MAE", "MASEmed", "cov80"
@@ -694,6 +723,53 @@ fn score_and_report(
     }
     println!("report: {}", out.join("report.md").display());
     Ok(scores)
+}
+
+/// Parameters, training cost and latency of the trained models among
+/// `models` (baselines have none), in the order given.
+fn model_facts(
+    models: &[Forecaster],
+    series: &[data::GriddedSeries],
+    step: usize,
+    scores: &[eval::ModelScores],
+) -> anyhow::Result<Vec<eval::ModelFacts>> {
+    let mut out = Vec::new();
+    for (m, s) in models.iter().zip(scores) {
+        let Forecaster::Neural(n) = m else { continue };
+        let mut inputs = Vec::with_capacity(5_000);
+        'fill: while !series.is_empty() {
+            for g in series {
+                let mut t = g.split.val_end.max(n.lookback());
+                while t < g.window.rows.len() {
+                    inputs.push(n.input(&g.window.rows[..t]));
+                    if inputs.len() == 5_000 {
+                        break 'fill;
+                    }
+                    t += step;
+                }
+            }
+            if inputs.is_empty() {
+                break;
+            }
+        }
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            n.forecast_batch(&inputs)?;
+            runs.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        runs.sort_by(f64::total_cmp);
+        let t = &n.file.training;
+        out.push(eval::ModelFacts {
+            model: n.name().to_owned(),
+            parameters: t["parameters"].as_u64(),
+            train_seconds: t["seconds"].as_f64(),
+            train_peak_rss_mb: t["peak_rss_mb"].as_f64(),
+            latency_batch1_us: s.latency_batch1_us,
+            latency_batch5000_ms: runs[1],
+        });
+    }
+    Ok(out)
 }
 
 /// Mean feature attention [L][23] of a trained model over test origins
@@ -958,7 +1034,7 @@ pub struct TrainArgs {
     /// `policy` (the PPO scaling policy, trained in the simulator on the
     /// train segments of --policy-traces).
     #[arg(long, env = "FORESCALE_TRAIN_MODEL", default_value = "bilstm",
-          value_parser = ["bilstm", "lstm", "policy"])]
+          value_parser = ["bilstm", "lstm", "tft", "policy"])]
     pub model: String,
     /// Policy: the traces whose train segments it learns on (`main` or
     /// one trace name).
@@ -1044,7 +1120,11 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     }
     let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let opts = crate::train::TrainOptions {
-        bidirectional: args.model == "bilstm",
+        kind: match args.model.as_str() {
+            "lstm" => crate::train::NetKind::Lstm,
+            "tft" => crate::train::NetKind::Tft,
+            _ => crate::train::NetKind::Bilstm,
+        },
         lookback: args.lookback,
         max_epochs: args.epochs,
         batch: args.batch,
@@ -1085,6 +1165,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             "options": opts,
             "parameters": params,
             "seconds": trained.seconds,
+            "peak_rss_mb": trained.peak_rss_mb,
             "best_epoch": trained.best_epoch,
             "best_val_mae": trained.best_val_mae,
             "naive_val_mae": trained.naive_val.0,

@@ -278,6 +278,53 @@ pub fn scores_table(scores: &[ModelScores]) -> String {
     md
 }
 
+/// Size, cost and speed of a trained model, beside its scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelFacts {
+    pub model: String,
+    pub parameters: Option<u64>,
+    /// Wall time of `forescale train`, seconds (from the model folder).
+    pub train_seconds: Option<f64>,
+    /// Peak resident memory of the training process, MB.
+    pub train_peak_rss_mb: Option<f64>,
+    /// Median wall time of one forecast call on one window, microseconds
+    /// (as in the scores table).
+    pub latency_batch1_us: f64,
+    /// Median wall time of one call forecasting 5,000 windows, ms.
+    pub latency_batch5000_ms: f64,
+}
+
+/// The Markdown table of [`ModelFacts`], with the ratio of each model's
+/// latency to the first model's.
+pub fn facts_table(facts: &[ModelFacts]) -> String {
+    use std::fmt::Write as _;
+    let opt = |v: Option<f64>, p: usize| v.map_or("-".to_owned(), |x| format!("{x:.p$}"));
+    let mut md = String::from(
+        "| model | parameters | training (s) | training peak memory (MB) | latency b1 (us) | latency b5000 (ms) | b1 / first | b5000 / first |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let first = facts.first();
+    for f in facts {
+        let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.2}", a / b));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+            f.model,
+            f.parameters.map_or("-".to_owned(), |p| p.to_string()),
+            opt(f.train_seconds, 0),
+            opt(f.train_peak_rss_mb, 0),
+            f.latency_batch1_us,
+            f.latency_batch5000_ms,
+            ratio(f.latency_batch1_us, first.map(|x| x.latency_batch1_us)),
+            ratio(
+                f.latency_batch5000_ms,
+                first.map(|x| x.latency_batch5000_ms)
+            ),
+        );
+    }
+    md
+}
+
 /// Write `metrics.csv` and `report.md` into `dir`.
 pub fn write_report(
     dir: &Path,

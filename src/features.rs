@@ -151,6 +151,9 @@ pub struct ModelInput {
     pub values: Vec<f32>,
     /// 1 where the value was available, 0 where it got the neutral value.
     pub mask: Vec<f32>,
+    /// Known future inputs, row-major `[H, 3]`: the normalised calendar of
+    /// the forecast steps (models that read them: the TFT); empty otherwise.
+    pub future: Vec<f32>,
 }
 
 /// Encode the last `steps` rows of a window.
@@ -172,7 +175,21 @@ pub fn encode(window: &MetricWindow, stats: &NormStats, steps: usize) -> ModelIn
         steps,
         values,
         mask,
+        future: Vec::new(),
     }
+}
+
+/// The normalised calendar of the `horizon` steps after `last` (Unix
+/// seconds), `step` seconds apart: row-major `[horizon, 3]`.
+pub fn future_calendar(last: i64, step: i64, horizon: usize, stats: &NormStats) -> Vec<f32> {
+    (1..=horizon as i64)
+        .flat_map(|k| {
+            calendar(last + k * step)
+                .into_iter()
+                .enumerate()
+                .map(|(j, v)| stats.normalise(N_MEASURED + j, v))
+        })
+        .collect()
 }
 
 #[cfg(test)]

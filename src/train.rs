@@ -1,5 +1,5 @@
 //! `forescale train`: fits the BiLSTM-attention forecaster (or its
-//! unidirectional ablation) on the train split of a dataset (EVAL.md grid
+//! unidirectional ablation, or the TFT comparator) on the train split of a dataset (EVAL.md grid
 //! and split), with early stopping on the validation split. The test split
 //! is never read here.
 //!
@@ -30,6 +30,8 @@ use crate::forecast::DAY_STEPS;
 use crate::forecast::bilstm_attention::{
     BiLstmAttention, Config, MaskSource, pinball_loss, weighted_pinball_loss,
 };
+use crate::forecast::neural::Architecture;
+use crate::forecast::tft::{Tft, TftConfig};
 
 /// SplitMix64: small, fast, and enough for shuffles, masks and inits.
 #[derive(Debug, Clone)]
@@ -70,10 +72,50 @@ impl MaskSource for SplitMix64 {
     }
 }
 
+/// Which network to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetKind {
+    Bilstm,
+    Lstm,
+    Tft,
+}
+
+impl NetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bilstm => "bilstm",
+            Self::Lstm => "lstm",
+            Self::Tft => "tft",
+        }
+    }
+}
+
+/// The network being trained.
+enum TrainNet {
+    Recurrent(BiLstmAttention),
+    Tft(Box<Tft>),
+}
+
+impl TrainNet {
+    /// x [B, L, 23], future [B, H, known] -> quantiles [B, H, 3].
+    fn forward(
+        &self,
+        x: &Tensor,
+        future: &Tensor,
+        dropout: Option<&mut dyn MaskSource>,
+    ) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Recurrent(n) => n.forward(x, dropout),
+            Self::Tft(n) => n.forward(x, future, dropout),
+        }
+    }
+}
+
 /// Training settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOptions {
-    pub bidirectional: bool,
+    pub kind: NetKind,
     pub lookback: usize,
     pub max_epochs: usize,
     pub batch: usize,
@@ -101,7 +143,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            bidirectional: true,
+            kind: NetKind::Bilstm,
             lookback: 12,
             max_epochs: 25,
             batch: 256,
@@ -134,7 +176,7 @@ pub struct EpochLog {
 
 /// What training produced.
 pub struct Trained {
-    pub cfg: Config,
+    pub cfg: Architecture,
     pub stats: NormStats,
     /// Weights of the best epoch.
     pub varmap: VarMap,
@@ -146,6 +188,17 @@ pub struct Trained {
     pub seconds: f64,
     pub train_windows: usize,
     pub val_windows: usize,
+    /// Peak resident memory of the process at the end of training (Linux
+    /// `VmHWM`), MB; `None` where the kernel does not say.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process so far, MB (Linux only).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 impl std::fmt::Debug for Trained {
@@ -189,27 +242,37 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
 /// (series, origin): the window is rows [t - L, t), the target [t, t + H).
 type Origin = (usize, usize);
 
+/// Inputs [B, L, 23], known future inputs [B, H, known] (the calendar
+/// columns of the target rows; `known` = 0 for the recurrent networks) and
+/// targets [B, H] of the origins.
 fn gather(
     data: &[Prepared],
     idx: &[Origin],
     l: usize,
     h: usize,
-) -> candle_core::Result<(Tensor, Tensor)> {
+    known: usize,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let mut xb = Vec::with_capacity(idx.len() * l * N_FEATURES);
+    let mut fb = Vec::with_capacity(idx.len() * h * known);
     let mut yb = Vec::with_capacity(idx.len() * h);
     for &(s, t) in idx {
         xb.extend_from_slice(&data[s].x[(t - l) * N_FEATURES..t * N_FEATURES]);
+        for r in t..t + h {
+            let row = &data[s].x[r * N_FEATURES..(r + 1) * N_FEATURES];
+            fb.extend_from_slice(&row[N_FEATURES - known..]);
+        }
         yb.extend_from_slice(&data[s].y_norm[t..t + h]);
     }
     Ok((
         Tensor::from_vec(xb, (idx.len(), l, N_FEATURES), &Device::Cpu)?,
+        Tensor::from_vec(fb, (idx.len(), h, known), &Device::Cpu)?,
         Tensor::from_vec(yb, (idx.len(), h), &Device::Cpu)?,
     ))
 }
 
 /// Overwrite every weight with a seeded draw from PyTorch's default
 /// distributions: U(-1/sqrt(H), 1/sqrt(H)) for the LSTM, U(-1/sqrt(fan_in),
-/// 1/sqrt(fan_in)) for linear layers.
+/// 1/sqrt(fan_in)) for linear layers; layer norms start at weight 1, bias 0.
 fn seeded_init(varmap: &VarMap, hidden: usize, rng: &mut SplitMix64) -> candle_core::Result<()> {
     let data = varmap
         .data()
@@ -219,7 +282,12 @@ fn seeded_init(varmap: &VarMap, hidden: usize, rng: &mut SplitMix64) -> candle_c
     names.sort();
     for name in names {
         let var = &data[name];
-        let bound = if name.starts_with("lstm.") {
+        if name.ends_with("norm.weight") || name.ends_with("norm.bias") {
+            let v: f32 = if name.ends_with("weight") { 1.0 } else { 0.0 };
+            var.set(&Tensor::full(v, var.shape(), &Device::Cpu)?)?;
+            continue;
+        }
+        let bound = if name.starts_with("lstm") {
             1.0 / (hidden as f32).sqrt()
         } else {
             let w = name
@@ -265,17 +333,18 @@ fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> candle_core::Resu
 /// MAE of the median (original scale) over origins, and the median over
 /// series of MAE / seasonal scale.
 fn val_metrics(
-    net: &BiLstmAttention,
+    net: &TrainNet,
+    arch: &Architecture,
     data: &[Prepared],
     origins: &[Origin],
     stats: &NormStats,
 ) -> candle_core::Result<(f64, f64)> {
-    let (l, h) = (net.cfg.lookback, net.cfg.horizon);
+    let (l, h, known) = (arch.lookback(), arch.horizon(), known_inputs(arch));
     let (mut sum, mut n) = (0.0f64, 0usize);
     let mut per_series = vec![(0.0f64, 0usize); data.len()];
     for chunk in origins.chunks(1024) {
-        let (x, _) = gather(data, chunk, l, h)?;
-        let q = net.forward(&x, None)?.to_vec3::<f32>()?;
+        let (x, f, _) = gather(data, chunk, l, h, known)?;
+        let q = net.forward(&x, &f, None)?.to_vec3::<f32>()?;
         for (&(s, t), steps) in chunk.iter().zip(&q) {
             for (k, step) in steps.iter().enumerate() {
                 let p50 = stats.denormalise_target(step[1]);
@@ -346,6 +415,42 @@ fn lr_at(opts: &TrainOptions, step: usize, per_epoch: usize) -> f64 {
     opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos())
 }
 
+/// The architecture `opts` ask for: Table 8 of seed 003 for the recurrent
+/// networks, [`TftConfig::standard`] for the TFT, with `opts.hidden` as the
+/// width (TFT: d_model, variable embeddings of hidden / 4).
+pub fn architecture(opts: &TrainOptions) -> Architecture {
+    match opts.kind {
+        NetKind::Bilstm | NetKind::Lstm => {
+            let mut cfg = Config::paper(opts.lookback, opts.kind == NetKind::Bilstm);
+            cfg.hidden = opts.hidden;
+            cfg.attention_dim = opts.hidden;
+            cfg.window_scale = opts.window_scale;
+            Architecture::Recurrent(cfg)
+        }
+        NetKind::Tft => {
+            let mut cfg = TftConfig::standard(opts.lookback);
+            cfg.hidden = opts.hidden;
+            cfg.hidden_continuous = (opts.hidden / 4).max(1);
+            cfg.window_scale = opts.window_scale;
+            Architecture::Tft(cfg)
+        }
+    }
+}
+
+fn known_inputs(arch: &Architecture) -> usize {
+    match arch {
+        Architecture::Tft(c) => c.known_dim,
+        Architecture::Recurrent(_) => 0,
+    }
+}
+
+fn build(arch: &Architecture, vb: VarBuilder) -> candle_core::Result<TrainNet> {
+    Ok(match arch {
+        Architecture::Recurrent(c) => TrainNet::Recurrent(BiLstmAttention::new(c, vb)?),
+        Architecture::Tft(c) => TrainNet::Tft(Box::new(Tft::new(c, vb)?)),
+    })
+}
+
 /// Train on the train split; stop early on the validation split.
 pub fn train(
     series: &[GriddedSeries],
@@ -353,11 +458,8 @@ pub fn train(
     show_progress: bool,
 ) -> anyhow::Result<Trained> {
     let started = Instant::now();
-    let mut cfg = Config::paper(opts.lookback, opts.bidirectional);
-    cfg.hidden = opts.hidden;
-    cfg.attention_dim = opts.hidden;
-    cfg.window_scale = opts.window_scale;
-    let (l, h) = (cfg.lookback, cfg.horizon);
+    let cfg = architecture(opts);
+    let (l, h, known) = (cfg.lookback(), cfg.horizon(), known_inputs(&cfg));
     let stats = NormStats::fit_with(
         series
             .iter()
@@ -386,8 +488,8 @@ pub fn train(
     let mut rng = SplitMix64::new(opts.seed);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let net = BiLstmAttention::new(&cfg, vb)?;
-    seeded_init(&varmap, cfg.hidden, &mut rng)?;
+    let net = build(&cfg, vb)?;
+    seeded_init(&varmap, opts.hidden, &mut rng)?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -412,7 +514,7 @@ pub fn train(
         );
         eprintln!(
             "training {} (L={l}, H={h}): {} train windows, {} validation origins, {per_epoch} batches of {} per epoch",
-            if opts.bidirectional { "bilstm" } else { "lstm" },
+            opts.kind.name(),
             train_origins.len(),
             val_origins.len(),
             opts.batch
@@ -437,10 +539,10 @@ pub fn train(
             let idx: Vec<Origin> = (0..opts.batch)
                 .map(|_| train_origins[rng.below(train_origins.len())])
                 .collect();
-            let (x, y) = gather(&data, &idx, l, h)?;
+            let (x, f, y) = gather(&data, &idx, l, h, known)?;
             let lr = lr_at(opts, step, per_epoch);
             opt.set_learning_rate(lr);
-            let pred = net.forward(&x, Some(&mut rng))?;
+            let pred = net.forward(&x, &f, Some(&mut rng))?;
             let loss = match &weights {
                 None => pinball_loss(&pred, &y)?,
                 Some(w) => {
@@ -459,7 +561,7 @@ pub fn train(
             pb.inc(1);
         }
         pb.finish_and_clear();
-        let (mae, mase) = val_metrics(&net, &data, &val_origins, &stats)?;
+        let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
         let entry = EpochLog {
             epoch,
             train_loss: loss_sum / per_epoch as f64,
@@ -513,25 +615,28 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         train_windows: train_origins.len(),
         val_windows: val_origins.len(),
+        peak_rss_mb: peak_rss_mb(),
     })
 }
 
 /// Gradient of the loss for every weight of a freshly built network (the
 /// check that no op silently drops gradients).
-pub fn gradient_norms(cfg: &Config, seed: u64) -> candle_core::Result<Vec<(String, f32)>> {
+pub fn gradient_norms(
+    cfg: &Architecture,
+    hidden: usize,
+    seed: u64,
+) -> candle_core::Result<Vec<(String, f32)>> {
     let mut rng = SplitMix64::new(seed);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let net = BiLstmAttention::new(cfg, vb)?;
-    seeded_init(&varmap, cfg.hidden, &mut rng)?;
-    let b = 4;
-    let xs: Vec<f32> = (0..b * cfg.lookback * cfg.input_dim)
-        .map(|_| rng.next_f32() * 2.0 - 1.0)
-        .collect();
-    let ys: Vec<f32> = (0..b * cfg.horizon).map(|_| rng.next_f32()).collect();
-    let x = Tensor::from_vec(xs, (b, cfg.lookback, cfg.input_dim), &Device::Cpu)?;
-    let y = Tensor::from_vec(ys, (b, cfg.horizon), &Device::Cpu)?;
-    let loss = pinball_loss(&net.forward(&x, Some(&mut rng))?, &y)?;
+    let net = build(cfg, vb)?;
+    seeded_init(&varmap, hidden, &mut rng)?;
+    let (b, l, h, k) = (4, cfg.lookback(), cfg.horizon(), known_inputs(cfg));
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect() };
+    let x = Tensor::from_vec(draw(b * l * N_FEATURES), (b, l, N_FEATURES), &Device::Cpu)?;
+    let f = Tensor::from_vec(draw(b * h * k), (b, h, k), &Device::Cpu)?;
+    let y = Tensor::from_vec(draw(b * h), (b, h), &Device::Cpu)?;
+    let loss = pinball_loss(&net.forward(&x, &f, Some(&mut rng))?, &y)?;
     let grads = loss.backward()?;
     let data = varmap
         .data()
@@ -560,37 +665,63 @@ pub fn write_model_card(
     params: usize,
 ) -> std::io::Result<()> {
     use std::fmt::Write as _;
-    let c = &file.architecture;
     let t = &file.training;
     let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# {}: {} quantile forecaster\n",
-        file.model,
-        if c.bidirectional {
-            "BiLSTM-attention"
-        } else {
-            "unidirectional LSTM-attention (ablation)"
+    match &file.architecture {
+        Architecture::Recurrent(c) => {
+            let _ = writeln!(
+                md,
+                "# {}: {} quantile forecaster\n",
+                file.model,
+                if c.bidirectional {
+                    "BiLSTM-attention"
+                } else {
+                    "unidirectional LSTM-attention (ablation)"
+                }
+            );
+            let _ = writeln!(
+                md,
+                "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features. \
+                 Architecture (`src/forecast/bilstm_attention.rs`): feature-wise softmax attention, {} LSTM layers of {} units{}, \
+                 temporal softmax attention, dropout {}, non-crossing quantile head predicting a correction of the last CPU value. \
+                 {params} parameters. Version `{}`.\n",
+                c.horizon,
+                c.lookback,
+                c.layers,
+                c.hidden,
+                if c.bidirectional {
+                    " per direction"
+                } else {
+                    ""
+                },
+                c.dropout,
+                file.version
+            );
         }
-    );
-    let _ = writeln!(
-        md,
-        "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features. \
-         Architecture (`src/forecast/bilstm_attention.rs`): feature-wise softmax attention, {} LSTM layers of {} units{}, \
-         temporal softmax attention, dropout {}, non-crossing quantile head predicting a correction of the last CPU value. \
-         {params} parameters. Version `{}`.\n",
-        c.horizon,
-        c.lookback,
-        c.layers,
-        c.hidden,
-        if c.bidirectional {
-            " per direction"
-        } else {
-            ""
-        },
-        c.dropout,
-        file.version
-    );
+        Architecture::Tft(c) => {
+            let _ = writeln!(
+                md,
+                "# {}: Temporal Fusion Transformer quantile forecaster (comparator)\n",
+                file.model
+            );
+            let _ = writeln!(
+                md,
+                "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features \
+                 and the calendar of the forecast steps (known future inputs). Architecture (`src/forecast/tft.rs`, Lim et al. 2021): \
+                 variable selection networks over the 23 past inputs and the 3 known inputs (embeddings of {}), an LSTM encoder-decoder \
+                 of {}, static enrichment without static covariates, interpretable multi-head attention ({} heads, shared values), \
+                 gated residual networks with GLU gating throughout, dropout {}, and the same non-crossing quantile head as the BiLSTM. \
+                 {params} parameters. Version `{}`.\n",
+                c.horizon,
+                c.lookback,
+                c.hidden_continuous,
+                c.hidden,
+                c.heads,
+                c.dropout,
+                file.version
+            );
+        }
+    }
     let _ = writeln!(md, "## Training\n");
     let _ = writeln!(md, "- Command: `{}`", t["command"].as_str().unwrap_or("?"));
     let _ = writeln!(
@@ -648,7 +779,7 @@ mod tests {
             let mut cfg = Config::paper(6, bidirectional);
             cfg.hidden = 8;
             cfg.attention_dim = 8;
-            let norms = gradient_norms(&cfg, 7).unwrap();
+            let norms = gradient_norms(&Architecture::Recurrent(cfg), 8, 7).unwrap();
             // feature_attn (2) + lstm (4 per direction per layer) + temporal (3) + head (2)
             let dirs = if bidirectional { 2 } else { 1 };
             assert_eq!(norms.len(), 2 + 4 * dirs * 2 + 3 + 2);

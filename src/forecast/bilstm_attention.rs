@@ -92,19 +92,24 @@ pub trait MaskSource {
 }
 
 /// `tanh` as `2 sigmoid(2x) - 1`.
-fn tanh(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn tanh(x: &Tensor) -> Result<Tensor> {
     (candle_nn::ops::sigmoid(&(x * 2.0)?)? * 2.0)? - 1.0
 }
 
 /// Numerically stable softplus: relu(x) + log(1 + exp(-|x|)).
-fn softplus(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
 /// The head's unit per window, [B, 1] (see [`Config::window_scale`]).
 pub fn window_scale(cfg: &Config, x: &Tensor) -> Result<Tensor> {
+    window_scale_if(cfg.window_scale, x)
+}
+
+/// [`window_scale`] when `on`, else ones.
+pub(crate) fn window_scale_if(on: bool, x: &Tensor) -> Result<Tensor> {
     let (b, l, _) = x.dims3()?;
-    if !cfg.window_scale || l < 2 {
+    if !on || l < 2 {
         return Tensor::ones((b, 1), x.dtype(), x.device());
     }
     let cpu = x.narrow(2, 0, 1)?.squeeze(2)?;
@@ -127,7 +132,7 @@ pub struct LstmDirection {
 }
 
 impl LstmDirection {
-    fn new(
+    pub(crate) fn new(
         in_dim: usize,
         hidden: usize,
         layer: usize,
@@ -153,6 +158,17 @@ impl LstmDirection {
 
     /// x [B, L, in] -> h [B, L, H], in time order whatever the direction.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_from(x, None)?.0)
+    }
+
+    /// x [B, L, in] from the state (h, c) (zeros when `None`) -> (h [B, L,
+    /// H] in time order, the final (h, c)): an encoder hands its final
+    /// state to a decoder this way.
+    pub(crate) fn forward_from(
+        &self,
+        x: &Tensor,
+        state: Option<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, l, _) = x.dims3()?;
         let h4 = 4 * self.hidden;
         // Input projections of every step at once: [B, L, 4H].
@@ -163,8 +179,13 @@ impl LstmDirection {
             .broadcast_add(&bias)?
             .reshape((b, l, h4))?;
         let whh = self.weight_hh.t()?;
-        let mut h = Tensor::zeros((b, self.hidden), x.dtype(), x.device())?;
-        let mut c = h.clone();
+        let (mut h, mut c) = match state {
+            Some(s) => s,
+            None => {
+                let z = Tensor::zeros((b, self.hidden), x.dtype(), x.device())?;
+                (z.clone(), z)
+            }
+        };
         let mut out: Vec<Tensor> = Vec::with_capacity(l);
         let steps: Vec<usize> = if self.reverse {
             (0..l).rev().collect()
@@ -185,7 +206,7 @@ impl LstmDirection {
         if self.reverse {
             out.reverse();
         }
-        Tensor::stack(&out, 1)
+        Ok((Tensor::stack(&out, 1)?, (h, c)))
     }
 }
 

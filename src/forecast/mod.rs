@@ -15,6 +15,7 @@ mod baseline;
 pub mod bilstm_attention;
 pub mod fast;
 pub mod neural;
+pub mod tft;
 
 use std::collections::BTreeMap;
 use std::path::Path;

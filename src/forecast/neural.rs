@@ -1,8 +1,15 @@
 //! A trained network with everything it needs to serve: its architecture,
 //! the normalisation statistics of its training split, and the weights.
 //!
-//! A model folder (`models/bilstm/`, `models/lstm/`) holds `config.json`
-//! ([`ModelFile`]) and `model.safetensors`; `README.md` is its model card.
+//! A model folder (`models/bilstm/`, `models/lstm/`, `models/tft/`) holds
+//! `config.json` ([`ModelFile`]) and `model.safetensors`; `README.md` is its
+//! model card. Two families: the recurrent networks of
+//! `bilstm_attention.rs` (served by the SIMD path of `fast.rs`) and the
+//! TFT of `tft.rs` (served by candle). Both split into an "encoder" whose
+//! output the embedding cache keeps and a cheap head: for the recurrent
+//! networks the encoder output is z = [context | last step]; for the TFT
+//! it is the raw (a, m, b) of every step and the head only maps them to
+//! quantiles.
 
 use std::path::Path;
 
@@ -12,23 +19,57 @@ use serde::{Deserialize, Serialize};
 
 use super::bilstm_attention::{BiLstmAttention, Config};
 use super::fast::FastNet;
+use super::tft::{Tft, TftConfig};
 use super::{ForecastError, QuantileForecast};
 use crate::domain::{N_FEATURES, TARGET};
-use crate::features::{ModelInput, NormStats, encode};
+use crate::features::{ModelInput, NormStats, encode, future_calendar};
 use crate::store::{MetricWindow, WindowRow};
 
 /// From this many windows on, a batch is split across all cores (below,
 /// thread start-up costs more than it saves).
 const PARALLEL_BATCH: usize = 64;
 
+/// The network of a model folder: its `architecture` object, told apart by
+/// its fields (a TFT has `heads`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Architecture {
+    Tft(TftConfig),
+    Recurrent(Config),
+}
+
+impl Architecture {
+    pub fn lookback(&self) -> usize {
+        match self {
+            Self::Tft(c) => c.lookback,
+            Self::Recurrent(c) => c.lookback,
+        }
+    }
+
+    pub fn horizon(&self) -> usize {
+        match self {
+            Self::Tft(c) => c.horizon,
+            Self::Recurrent(c) => c.horizon,
+        }
+    }
+
+    /// Width of what the embedding cache keeps (besides last CPU and scale).
+    pub fn embedding_dim(&self) -> usize {
+        match self {
+            Self::Tft(c) => 3 * c.horizon,
+            Self::Recurrent(c) => c.embedding_dim(),
+        }
+    }
+}
+
 /// `config.json` of a model folder.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelFile {
-    /// `bilstm` or `lstm`.
+    /// `bilstm`, `lstm` or `tft`.
     pub model: String,
     /// Changes whenever the weights change (hash of the safetensors file).
     pub version: String,
-    pub architecture: Config,
+    pub architecture: Architecture,
     pub norm: NormStats,
     /// How it was trained (free-form, for the card).
     #[serde(default)]
@@ -63,20 +104,63 @@ pub struct Embedding {
 /// Attention weights of one forecast, oldest step first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
-    /// [L][23]: the feature-wise softmax at each step (rows sum to 1).
+    /// [L][23]: the feature-wise softmax at each step (rows sum to 1); for
+    /// the TFT its past variable-selection weights.
     pub feature_weights: Vec<Vec<f32>>,
-    /// [L]: the temporal softmax over steps (sums to 1).
+    /// [L]: the temporal softmax over steps (sums to 1); for the TFT the
+    /// attention of the forecast steps on the look-back, averaged over
+    /// steps and heads and renormalised over the L past positions.
     pub step_weights: Vec<f32>,
+    /// TFT only, [H][3]: variable-selection weights of the known future
+    /// inputs (the calendar) at each forecast step.
+    pub future_weights: Option<Vec<Vec<f32>>>,
+    /// TFT only, [H][L + H]: each forecast step's attention over the
+    /// look-back and the forecast steps up to itself (heads averaged).
+    pub attention: Option<Vec<Vec<f32>>>,
+}
+
+/// The network itself, by family.
+#[derive(Debug)]
+pub enum Net {
+    /// BiLSTM / LSTM with attention: the candle network (training,
+    /// attention weights) and the same network for fast inference.
+    Recurrent {
+        net: Box<BiLstmAttention>,
+        fast: Box<FastNet>,
+    },
+    /// Temporal Fusion Transformer (candle only).
+    Tft(Box<Tft>),
 }
 
 /// A loaded network, ready to forecast. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct NeuralModel {
     pub file: ModelFile,
-    /// The candle network (training, attention weights).
-    pub net: BiLstmAttention,
-    /// The same network for fast inference (forecasts, embeddings).
-    pub fast: FastNet,
+    pub net: Net,
+}
+
+/// TFT batches run through candle in chunks of this many windows.
+const TFT_CHUNK: usize = 1_000;
+
+/// Both cores from [`PARALLEL_BATCH`] windows up, one below.
+fn threads_for(n: usize) -> usize {
+    if n >= PARALLEL_BATCH {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
+}
+
+/// The TFT's head on its cached raw outputs (a, m, b) per step: the same
+/// non-crossing map as [`Tft::quantiles`], into `out` [H * 3].
+fn tft_head(e: &Embedding, out: &mut [f32]) {
+    let softplus = |x: f32| x.max(0.0) + (-x.abs()).exp().ln_1p();
+    for (o, r) in out.chunks_exact_mut(3).zip(e.embedding.chunks_exact(3)) {
+        let p50 = e.last_cpu + e.scale * r[1];
+        o[0] = p50 - e.scale * softplus(r[0]);
+        o[1] = p50;
+        o[2] = p50 + e.scale * softplus(r[2]);
+    }
 }
 
 /// FNV-1a of the bytes, as hex: a stable version id for a weights file.
@@ -113,10 +197,29 @@ impl NeuralModel {
             source,
         })?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        let fast = FastNet::from_tensors(&file.architecture, &tensors)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let net = BiLstmAttention::new(&file.architecture, vb)?;
-        Ok(Self { file, net, fast })
+        let net = match &file.architecture {
+            Architecture::Recurrent(cfg) => {
+                let fast = FastNet::from_tensors(cfg, &tensors)?;
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+                Net::Recurrent {
+                    net: Box::new(BiLstmAttention::new(cfg, vb)?),
+                    fast: Box::new(fast),
+                }
+            }
+            Architecture::Tft(cfg) => {
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+                Net::Tft(Box::new(Tft::new(cfg, vb)?))
+            }
+        };
+        Ok(Self { file, net })
+    }
+
+    /// The recurrent network and its fast twin, when it is one.
+    pub fn recurrent(&self) -> Option<(&BiLstmAttention, &FastNet)> {
+        match &self.net {
+            Net::Recurrent { net, fast } => Some((net, fast)),
+            Net::Tft(_) => None,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -124,14 +227,16 @@ impl NeuralModel {
     }
 
     pub fn horizon(&self) -> usize {
-        self.file.architecture.horizon
+        self.file.architecture.horizon()
     }
 
     pub fn lookback(&self) -> usize {
-        self.file.architecture.lookback
+        self.file.architecture.lookback()
     }
 
-    /// The normalised input of the last L rows.
+    /// The normalised input of the last L rows (and, for the TFT, the
+    /// calendar of the H steps after them: the grid step is read off the
+    /// last two rows, 300 s when there is one).
     pub fn input(&self, rows: &[WindowRow]) -> ModelInput {
         let l = self.lookback();
         let start = rows.len().saturating_sub(l);
@@ -139,7 +244,62 @@ impl NeuralModel {
             step: 0, // the encoding reads timestamps from the rows
             rows: rows[start..].to_vec(),
         };
-        encode(&w, &self.file.norm, l)
+        let mut input = encode(&w, &self.file.norm, l);
+        if let (Net::Tft(_), Some(last)) = (&self.net, rows.last()) {
+            let step = match rows.len() {
+                n if n >= 2 => (last.timestamp - rows[n - 2].timestamp).max(1),
+                _ => 300,
+            };
+            input.future = future_calendar(last.timestamp, step, self.horizon(), &self.file.norm);
+        }
+        input
+    }
+
+    /// Check what the network reads: L x 23 values (and H x 3 known future
+    /// values for the TFT).
+    fn check_input(&self, input: &ModelInput) -> Result<(), ModelError> {
+        let expected = self.lookback() * N_FEATURES;
+        let future = match &self.net {
+            Net::Tft(t) => self.horizon() * t.cfg.known_dim,
+            Net::Recurrent { .. } => 0,
+        };
+        if input.values.len() != expected || (future > 0 && input.future.len() != future) {
+            return Err(ModelError::Candle(candle_core::Error::Msg(format!(
+                "input has {} values and {} future values, the model takes {expected} and {future}",
+                input.values.len(),
+                input.future.len()
+            ))));
+        }
+        Ok(())
+    }
+
+    /// TFT: the raw head outputs of many inputs, chunk by chunk.
+    fn tft_embed(&self, tft: &Tft, inputs: &[&ModelInput]) -> Result<Vec<Embedding>, ModelError> {
+        let (l, h, k) = (self.lookback(), self.horizon(), tft.cfg.known_dim);
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(TFT_CHUNK) {
+            let b = chunk.len();
+            let mut xs = Vec::with_capacity(b * l * N_FEATURES);
+            let mut fs = Vec::with_capacity(b * h * k);
+            for x in chunk {
+                xs.extend_from_slice(&x.values);
+                fs.extend_from_slice(&x.future);
+            }
+            let x = Tensor::from_vec(xs, (b, l, N_FEATURES), &Device::Cpu)?;
+            let f = Tensor::from_vec(fs, (b, h, k), &Device::Cpu)?;
+            let o = tft.run(&x, &f, None)?;
+            let raw = o.raw.reshape((b, 3 * h))?.to_vec2::<f32>()?;
+            let last = o.last_cpu.flatten_all()?.to_vec1::<f32>()?;
+            let scale = o.scale.flatten_all()?.to_vec1::<f32>()?;
+            for ((embedding, last_cpu), scale) in raw.into_iter().zip(last).zip(scale) {
+                out.push(Embedding {
+                    last_cpu,
+                    scale,
+                    embedding,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Forecast from many inputs at once: one forward pass.
@@ -150,33 +310,74 @@ impl NeuralModel {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let l = self.lookback();
-        let mut buf = Vec::with_capacity(inputs.len() * l * N_FEATURES);
-        for x in inputs {
-            buf.extend_from_slice(&x.values);
+        match &self.net {
+            Net::Recurrent { fast, .. } => {
+                let l = self.lookback();
+                let mut buf = Vec::with_capacity(inputs.len() * l * N_FEATURES);
+                for x in inputs {
+                    self.check_input(x)?;
+                    buf.extend_from_slice(&x.values);
+                }
+                let q = fast.forward(&buf, threads_for(inputs.len()));
+                Ok(q.chunks_exact(3 * self.horizon())
+                    .map(|steps| self.denormalise_flat(steps))
+                    .collect())
+            }
+            Net::Tft(_) => {
+                let refs: Vec<&ModelInput> = inputs.iter().collect();
+                Ok(self
+                    .encode_batch(&refs)?
+                    .iter()
+                    .map(|e| {
+                        let mut q = vec![0.0; 3 * self.horizon()];
+                        tft_head(e, &mut q);
+                        self.denormalise_flat(&q)
+                    })
+                    .collect())
+            }
         }
-        let threads = if inputs.len() >= PARALLEL_BATCH {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            1
-        };
-        let q = self.fast.forward(&buf, threads);
-        Ok(q.chunks_exact(3 * self.horizon())
-            .map(|steps| self.denormalise_flat(steps))
-            .collect())
     }
 
     /// The attention of the network on the last L rows: which features and
     /// which steps the forecast drew on.
     pub fn explain(&self, rows: &[WindowRow]) -> Result<Explanation, ModelError> {
         let l = self.lookback();
-        let x = self.input(rows);
-        let x = Tensor::from_vec(x.values, (1, l, N_FEATURES), &Device::Cpu)?;
-        let e = self.net.encode(&x, None)?;
-        Ok(Explanation {
-            feature_weights: e.feature_weights.squeeze(0)?.to_vec2::<f32>()?,
-            step_weights: e.step_weights.squeeze(0)?.to_vec1::<f32>()?,
-        })
+        let input = self.input(rows);
+        self.check_input(&input)?;
+        let x = Tensor::from_vec(input.values, (1, l, N_FEATURES), &Device::Cpu)?;
+        match &self.net {
+            Net::Recurrent { net, .. } => {
+                let e = net.encode(&x, None)?;
+                Ok(Explanation {
+                    feature_weights: e.feature_weights.squeeze(0)?.to_vec2::<f32>()?,
+                    step_weights: e.step_weights.squeeze(0)?.to_vec1::<f32>()?,
+                    future_weights: None,
+                    attention: None,
+                })
+            }
+            Net::Tft(t) => {
+                let (h, k) = (self.horizon(), t.cfg.known_dim);
+                let f = Tensor::from_vec(input.future, (1, h, k), &Device::Cpu)?;
+                let o = t.run(&x, &f, None)?;
+                let attention = o.attention.squeeze(0)?.to_vec2::<f32>()?;
+                let mut past = vec![0.0f32; l];
+                for row in &attention {
+                    for (p, a) in past.iter_mut().zip(row) {
+                        *p += a;
+                    }
+                }
+                let total: f32 = past.iter().sum();
+                if total > 0.0 {
+                    past.iter_mut().for_each(|p| *p /= total);
+                }
+                Ok(Explanation {
+                    feature_weights: o.past_weights.squeeze(0)?.to_vec2::<f32>()?,
+                    step_weights: past,
+                    future_weights: Some(o.future_weights.squeeze(0)?.to_vec2::<f32>()?),
+                    attention: Some(attention),
+                })
+            }
+        }
     }
 
     /// Refuse what the network cannot forecast: a horizon past H, or a
@@ -201,52 +402,49 @@ impl NeuralModel {
 
     /// Run the encoder on one input.
     pub fn encode_input(&self, input: &ModelInput) -> Result<Embedding, ModelError> {
-        let expected = self.lookback() * N_FEATURES;
-        if input.values.len() != expected {
-            return Err(ModelError::Candle(candle_core::Error::Msg(format!(
-                "input has {} values, the model takes {expected}",
-                input.values.len()
-            ))));
+        self.check_input(input)?;
+        match &self.net {
+            Net::Recurrent { fast, .. } => {
+                let (embedding, last_cpu, scale) = fast.embed(&input.values);
+                Ok(Embedding {
+                    last_cpu,
+                    scale,
+                    embedding,
+                })
+            }
+            Net::Tft(t) => self
+                .tft_embed(t, &[input])?
+                .pop()
+                .ok_or_else(|| ModelError::Candle(candle_core::Error::Msg("no output".into()))),
         }
-        let (embedding, last_cpu, scale) = self.fast.embed(&input.values);
-        Ok(Embedding {
-            last_cpu,
-            scale,
-            embedding,
-        })
     }
 
     /// Run the encoder on many inputs at once (both cores from
     /// [`PARALLEL_BATCH`] inputs up): what a decision cycle over many
     /// groups does with its cache misses.
     pub fn encode_batch(&self, inputs: &[&ModelInput]) -> Result<Vec<Embedding>, ModelError> {
-        let expected = self.lookback() * N_FEATURES;
-        let mut buf = Vec::with_capacity(inputs.len() * expected);
         for x in inputs {
-            if x.values.len() != expected {
-                return Err(ModelError::Candle(candle_core::Error::Msg(format!(
-                    "input has {} values, the model takes {expected}",
-                    x.values.len()
-                ))));
-            }
-            buf.extend_from_slice(&x.values);
+            self.check_input(x)?;
         }
-        let threads = if inputs.len() >= PARALLEL_BATCH {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            1
-        };
-        let zd = self.file.architecture.embedding_dim();
-        Ok(self
-            .fast
-            .embed_many(&buf, threads)
-            .chunks_exact(zd + 2)
-            .map(|c| Embedding {
-                embedding: c[..zd].to_vec(),
-                last_cpu: c[zd],
-                scale: c[zd + 1],
-            })
-            .collect())
+        match &self.net {
+            Net::Recurrent { fast, .. } => {
+                let mut buf = Vec::with_capacity(inputs.len() * self.lookback() * N_FEATURES);
+                for x in inputs {
+                    buf.extend_from_slice(&x.values);
+                }
+                let zd = self.file.architecture.embedding_dim();
+                Ok(fast
+                    .embed_many(&buf, threads_for(inputs.len()))
+                    .chunks_exact(zd + 2)
+                    .map(|c| Embedding {
+                        embedding: c[..zd].to_vec(),
+                        last_cpu: c[zd],
+                        scale: c[zd + 1],
+                    })
+                    .collect())
+            }
+            Net::Tft(t) => self.tft_embed(t, inputs),
+        }
     }
 
     /// Run only the head on an embedding: the forecast of `horizon` steps.
@@ -263,7 +461,10 @@ impl NeuralModel {
             )));
         }
         let mut q = vec![0.0; 3 * self.horizon()];
-        self.fast.head(&e.embedding, e.last_cpu, e.scale, &mut q);
+        match &self.net {
+            Net::Recurrent { fast, .. } => fast.head(&e.embedding, e.last_cpu, e.scale, &mut q),
+            Net::Tft(_) => tft_head(e, &mut q),
+        }
         let mut f = self.denormalise_flat(&q);
         f.truncate(horizon);
         Ok(f)

@@ -9,7 +9,7 @@ use super::groups::{check_horizon, pick_model};
 use super::openapi::StatelessForecastRequest;
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
 use crate::cache::{CacheKey, Tier};
-use crate::domain::{FEATURE_NAMES, ScalingGroup, rfc3339};
+use crate::domain::{FEATURE_NAMES, N_MEASURED, ScalingGroup, rfc3339};
 use crate::forecast::{ForecastError, Forecaster};
 use crate::ingest::{ValidationError, parse_batch};
 use crate::store::{GridSpec, MetricWindow, grid};
@@ -53,8 +53,23 @@ pub struct ExplanationBody {
     pub steps: Vec<String>,
     /// [steps][features]: feature attention at each step (rows sum to 1).
     pub feature_weights: Vec<Vec<f32>>,
-    /// [steps]: temporal attention (sums to 1).
+    /// [steps]: temporal attention (sums to 1). For the TFT: the attention
+    /// of the forecast steps on the look-back, averaged over forecast steps
+    /// and heads, renormalised over the look-back.
     pub step_weights: Vec<f32>,
+    /// TFT only: the known future inputs (the calendar features), the
+    /// columns of `future_weights`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_features: Option<Vec<&'static str>>,
+    /// TFT only, [forecast steps][known features]: variable-selection
+    /// weights of the known future inputs (rows sum to 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub future_weights: Option<Vec<Vec<f32>>>,
+    /// TFT only, [forecast steps][look-back steps + forecast steps]: each
+    /// forecast step's attention (heads averaged; a step sees the look-back
+    /// and the forecast steps up to itself; rows sum to 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Vec<Vec<f32>>>,
 }
 
 /// Longest history a stateless request may span, in grid steps (two weeks
@@ -64,6 +79,12 @@ const MAX_STATELESS_STEPS: i64 = 4_032;
 /// Round for the wire: four decimals are far below any metric's noise.
 fn tidy(x: f32) -> f32 {
     (x * 1e4).round() / 1e4
+}
+
+fn tidy_rows(m: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    m.iter()
+        .map(|r| r.iter().map(|x| tidy(*x)).collect())
+        .collect()
 }
 
 /// Run a model off the async workers and shape the answer.
@@ -87,7 +108,7 @@ pub(super) async fn run_forecast(
         return Err(ApiError::BadParameter {
             field: "explain".into(),
             message: format!(
-                "{name} has no attention to explain; use a trained model (bilstm, lstm)"
+                "{name} has no attention to explain; use a trained model (bilstm, lstm, tft)"
             ),
         });
     }
@@ -147,6 +168,12 @@ pub(super) async fn run_forecast(
                 .map(|r| r.iter().map(|x| tidy(*x)).collect())
                 .collect(),
             step_weights: e.step_weights.iter().map(|x| tidy(*x)).collect(),
+            known_features: e
+                .future_weights
+                .as_ref()
+                .map(|_| FEATURE_NAMES[N_MEASURED..].to_vec()),
+            future_weights: e.future_weights.as_ref().map(|m| tidy_rows(m)),
+            attention: e.attention.as_ref().map(|m| tidy_rows(m)),
         }
     });
     state.metrics.forecast_served(&name);

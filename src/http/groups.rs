@@ -106,7 +106,7 @@ pub async fn list_groups(state: web::Data<AppState>) -> Result<web::Json<GroupLi
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
-    /// Model name: `naive`, `snaive`, or a trained model (`bilstm`, `lstm`).
+    /// Model name: `naive`, `snaive`, or a trained model (`bilstm`, `lstm`, `tft`).
     /// Default: the service's default model (`bilstm` when it is loaded).
     pub model: Option<String>,
     /// Steps ahead: 1 to 288 for the baselines, 1 to the model's horizon

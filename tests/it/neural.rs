@@ -233,15 +233,15 @@ fn shipped_models_fast_path_equals_candle() {
         }
         let n = xs.len() / (l * 23);
         let x = Tensor::from_vec(xs.clone(), (n, l, 23), &Device::Cpu).unwrap();
-        let want = m
-            .net
+        let (net, fast) = m.recurrent().unwrap();
+        let want = net
             .forward(&x, None)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let got = m.fast.forward(&xs, 2);
+        let got = fast.forward(&xs, 2);
         assert_eq!(got.len(), want.len());
         let worst = got
             .iter()
