@@ -97,7 +97,7 @@ pub(crate) fn tanh(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Numerically stable softplus: relu(x) + log(1 + exp(-|x|)).
-pub(crate) fn softplus(x: &Tensor) -> Result<Tensor> {
+fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
@@ -351,14 +351,7 @@ impl BiLstmAttention {
             .head
             .forward(embedding)?
             .reshape((b, self.cfg.horizon, 3))?;
-        let s = scale.unsqueeze(2)?;
-        let p50 = o
-            .narrow(2, 1, 1)?
-            .broadcast_mul(&s)?
-            .broadcast_add(&last_cpu.unsqueeze(2)?)?;
-        let lo = (&p50 - softplus(&o.narrow(2, 0, 1)?)?.broadcast_mul(&s)?)?;
-        let hi = (&p50 + softplus(&o.narrow(2, 2, 1)?)?.broadcast_mul(&s)?)?;
-        Tensor::cat(&[&lo, &p50, &hi], 2)
+        quantile_head(&o, last_cpu, scale)
     }
 
     /// Encoder then head.
@@ -366,6 +359,20 @@ impl BiLstmAttention {
         let e = self.encode(x, dropout)?;
         self.head(&e.embedding, &e.last_cpu, &e.scale)
     }
+}
+
+/// The non-crossing quantile map: raw (a, m, b) [B, H, 3], last CPU [B, 1]
+/// and scale [B, 1] -> p10, p50, p90 [B, H, 3] (normalised):
+/// p50 = last + s m, p10 = p50 - s softplus(a), p90 = p50 + s softplus(b).
+pub fn quantile_head(raw: &Tensor, last_cpu: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let s = scale.unsqueeze(2)?;
+    let p50 = raw
+        .narrow(2, 1, 1)?
+        .broadcast_mul(&s)?
+        .broadcast_add(&last_cpu.unsqueeze(2)?)?;
+    let lo = (&p50 - softplus(&raw.narrow(2, 0, 1)?)?.broadcast_mul(&s)?)?;
+    let hi = (&p50 + softplus(&raw.narrow(2, 2, 1)?)?.broadcast_mul(&s)?)?;
+    Tensor::cat(&[&lo, &p50, &hi], 2)
 }
 
 /// Mean pinball loss over the quantiles: pred [B, H, 3], target [B, H].

@@ -585,12 +585,7 @@ impl FastNet {
 
     /// Raw head outputs (a, m, b per step) -> normalised quantiles [H][3].
     fn quantiles(&self, o: &[f32], last_cpu: f32, scale: f32, out: &mut [f32]) {
-        for k in 0..self.cfg.horizon {
-            let p50 = last_cpu + scale * o[3 * k + 1];
-            out[3 * k] = p50 - scale * softplus(o[3 * k]);
-            out[3 * k + 1] = p50;
-            out[3 * k + 2] = p50 + scale * softplus(o[3 * k + 2]);
-        }
+        quantiles(&o[..3 * self.cfg.horizon], last_cpu, scale, out);
     }
 
     /// The head on one embedding: z, last CPU and scale -> normalised
@@ -679,6 +674,18 @@ impl FastNet {
             });
         }
         out
+    }
+}
+
+/// The non-crossing quantile map shared by every network's head: raw (a, m,
+/// b) per step -> p50 = last + s m, p10 = p50 - s softplus(a), p90 = p50 +
+/// s softplus(b), normalised, into `out` [H * 3].
+pub fn quantiles(raw: &[f32], last_cpu: f32, scale: f32, out: &mut [f32]) {
+    for (o, r) in out.chunks_exact_mut(3).zip(raw.chunks_exact(3)) {
+        let p50 = last_cpu + scale * r[1];
+        o[0] = p50 - scale * softplus(r[0]);
+        o[1] = p50;
+        o[2] = p50 + scale * softplus(r[2]);
     }
 }
 

@@ -151,18 +151,6 @@ fn threads_for(n: usize) -> usize {
     }
 }
 
-/// The TFT's head on its cached raw outputs (a, m, b) per step: the same
-/// non-crossing map as [`Tft::quantiles`], into `out` [H * 3].
-fn tft_head(e: &Embedding, out: &mut [f32]) {
-    let softplus = |x: f32| x.max(0.0) + (-x.abs()).exp().ln_1p();
-    for (o, r) in out.chunks_exact_mut(3).zip(e.embedding.chunks_exact(3)) {
-        let p50 = e.last_cpu + e.scale * r[1];
-        o[0] = p50 - e.scale * softplus(r[0]);
-        o[1] = p50;
-        o[2] = p50 + e.scale * softplus(r[2]);
-    }
-}
-
 /// FNV-1a of the bytes, as hex: a stable version id for a weights file.
 pub fn content_version(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -330,7 +318,7 @@ impl NeuralModel {
                     .iter()
                     .map(|e| {
                         let mut q = vec![0.0; 3 * self.horizon()];
-                        tft_head(e, &mut q);
+                        super::fast::quantiles(&e.embedding, e.last_cpu, e.scale, &mut q);
                         self.denormalise_flat(&q)
                     })
                     .collect())
@@ -463,7 +451,7 @@ impl NeuralModel {
         let mut q = vec![0.0; 3 * self.horizon()];
         match &self.net {
             Net::Recurrent { fast, .. } => fast.head(&e.embedding, e.last_cpu, e.scale, &mut q),
-            Net::Tft(_) => tft_head(e, &mut q),
+            Net::Tft(_) => super::fast::quantiles(&e.embedding, e.last_cpu, e.scale, &mut q),
         }
         let mut f = self.denormalise_flat(&q);
         f.truncate(horizon);

@@ -44,7 +44,7 @@ use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 use serde::{Deserialize, Serialize};
 
-use super::bilstm_attention::{LstmDirection, MaskSource, softplus, window_scale_if};
+use super::bilstm_attention::{LstmDirection, MaskSource, quantile_head, window_scale_if};
 use crate::domain::{FEATURE_NAMES, N_FEATURES, N_MEASURED};
 
 /// Architecture of the network (`config.json` beside the weights).
@@ -439,11 +439,6 @@ impl Tft {
         })
     }
 
-    /// Number of weights.
-    pub fn parameter_count(vars: &[candle_core::Var]) -> usize {
-        vars.iter().map(|v| v.elem_count()).sum()
-    }
-
     fn prescale(&self, j: usize, x: &Tensor) -> Result<Tensor> {
         // x [B, T] -> [B, T, c]
         self.prescalers[j].forward(&x.unsqueeze(D::Minus1)?)
@@ -518,14 +513,7 @@ impl Tft {
     /// The quantile head: raw (a, m, b) [B, H, 3] -> p10, p50, p90 [B, H, 3]
     /// (normalised), non-crossing.
     pub fn quantiles(raw: &Tensor, last_cpu: &Tensor, scale: &Tensor) -> Result<Tensor> {
-        let s = scale.unsqueeze(2)?;
-        let p50 = raw
-            .narrow(2, 1, 1)?
-            .broadcast_mul(&s)?
-            .broadcast_add(&last_cpu.unsqueeze(2)?)?;
-        let lo = (&p50 - softplus(&raw.narrow(2, 0, 1)?)?.broadcast_mul(&s)?)?;
-        let hi = (&p50 + softplus(&raw.narrow(2, 2, 1)?)?.broadcast_mul(&s)?)?;
-        Tensor::cat(&[&lo, &p50, &hi], 2)
+        quantile_head(raw, last_cpu, scale)
     }
 
     /// x, future -> quantiles [B, H, 3] (normalised).

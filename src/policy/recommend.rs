@@ -83,22 +83,13 @@ pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings)
         Decider::Rl(p) => Box::new(p.clone()),
         Decider::Predictive => Box::new(Predictive::default()),
     };
-    let last = s.history.last().copied().filter(|d| d.is_finite());
     let now = observation(s.history, s.forecast, s.capacity_now, s.capacity_now);
     let proposed = policy.decide(&now);
     // Read now, before the plan below makes more decisions.
     let reason = policy.explain().unwrap_or_else(|| {
         "forecast p50 of the next 3 steps at 50 %, at least target tracking".into()
     });
-    let mut rails = Guardrails::new(settings.clone());
-    let (desired_now, fired) = rails.apply(
-        proposed,
-        GroupState {
-            total: s.capacity_now,
-            last_ready: s.capacity_now,
-            last_load: if s.stale { None } else { last },
-        },
-    );
+    let (desired_now, fired) = guard_now(s, proposed, settings);
     // The plan: the same policy on each later step's forecast, with the
     // forecast p50 standing in for the load not yet seen.
     let mut hist: Vec<f64> = s.history.to_vec();
@@ -128,6 +119,20 @@ pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings)
     }
 }
 
+/// The guardrails on the decision now: the group as it runs, its newest
+/// load unless the data is stale.
+fn guard_now(s: &Situation, proposed: u32, settings: &GuardrailSettings) -> (u32, Vec<Guard>) {
+    let last = s.history.last().copied().filter(|d| d.is_finite());
+    Guardrails::new(settings.clone()).apply(
+        proposed,
+        GroupState {
+            total: s.capacity_now,
+            last_ready: s.capacity_now,
+            last_load: if s.stale { None } else { last },
+        },
+    )
+}
+
 /// [`recommend`] for many groups at once, same answers: with the trained
 /// policy, every group's decision of a plan step goes through the actor
 /// as one batch (each weight read once per block of groups).
@@ -154,16 +159,7 @@ pub fn recommend_many(
     let mut hists: Vec<Vec<f64>> = Vec::with_capacity(n);
     for ((s, o), &a) in situations.iter().zip(&obs).zip(&actions) {
         let proposed = super::rl::desired(o, a);
-        let last = s.history.last().copied().filter(|d| d.is_finite());
-        let mut rails = Guardrails::new(settings.clone());
-        let (desired_now, fired) = rails.apply(
-            proposed,
-            GroupState {
-                total: s.capacity_now,
-                last_ready: s.capacity_now,
-                last_load: if s.stale { None } else { last },
-            },
-        );
+        let (desired_now, fired) = guard_now(s, proposed, settings);
         let next = s.forecast.first().map_or(0.0, |q| f64::from(q[1]));
         let mut plan = Vec::with_capacity(s.forecast.len());
         if !s.forecast.is_empty() {
