@@ -7,6 +7,11 @@
 //! - `head_only_cache_hit`: the head alone (an embedding-cache hit);
 //! - `batch/5000`: 5,000 windows in one call, split across all cores;
 //!   `batch_5000_one_thread`: the same on one thread.
+//! - `tft_vs_bilstm_<T>_threads`: the TFT (candle; what `?model=tft` runs)
+//!   next to the BiLSTM (fast path and candle), batch 1 and 5,000, every
+//!   model held to the same thread count T = `RAYON_NUM_THREADS` (candle's
+//!   setting; all cores when unset). `scripts/bench-tft.sh` runs it at 1
+//!   and 2 threads and prints the TFT / BiLSTM ratios.
 //!
 //! `cargo bench --bench forecast`
 
@@ -14,6 +19,7 @@
 
 use std::path::Path;
 
+use candle_core::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use forescale::data::{DatasetSource, load, prepare};
 use forescale::features::ModelInput;
@@ -80,5 +86,65 @@ fn latency(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, latency);
+/// The thread count every model of the comparison gets: candle reads
+/// `RAYON_NUM_THREADS` on every call, the fast path is handed the same.
+fn bench_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn tft_vs_bilstm(c: &mut Criterion) {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let threads = bench_threads();
+    let bilstm = NeuralModel::load(&models.join("bilstm")).unwrap();
+    let tft = NeuralModel::load(&models.join("tft")).unwrap();
+    let (net, fast) = bilstm.recurrent().unwrap();
+    let b_in = windows(&bilstm, 5_000);
+    let t_in = windows(&tft, 5_000);
+    let l = bilstm.lookback();
+    let flat: Vec<f32> = b_in.iter().flat_map(|x| x.values.clone()).collect();
+    // The candle BiLSTM in chunks of 1,000 windows, as the TFT runs.
+    let chunks: Vec<candle_core::Tensor> = flat
+        .chunks(1_000 * l * 23)
+        .map(|c| {
+            candle_core::Tensor::from_vec(c.to_vec(), (c.len() / (l * 23), l, 23), &Device::Cpu)
+                .unwrap()
+        })
+        .collect();
+    let x1 =
+        candle_core::Tensor::from_vec(b_in[0].values.clone(), (1, l, 23), &Device::Cpu).unwrap();
+    let mut g = c.benchmark_group(format!("tft_vs_bilstm_{threads}_threads"));
+    g.sample_size(100);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("bilstm_fast", 1), |b| {
+        b.iter(|| fast.forward(&b_in[0].values, threads))
+    });
+    g.bench_function(BenchmarkId::new("bilstm_candle", 1), |b| {
+        b.iter(|| net.forward(&x1, None).unwrap())
+    });
+    g.bench_function(BenchmarkId::new("tft", 1), |b| {
+        b.iter(|| tft.forecast_batch(&t_in[..1]).unwrap())
+    });
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(5_000));
+    g.bench_function(BenchmarkId::new("bilstm_fast", 5_000), |b| {
+        b.iter(|| fast.forward(&flat, threads))
+    });
+    g.bench_function(BenchmarkId::new("bilstm_candle", 5_000), |b| {
+        b.iter(|| {
+            for x in &chunks {
+                net.forward(x, None).unwrap();
+            }
+        })
+    });
+    g.bench_function(BenchmarkId::new("tft", 5_000), |b| {
+        b.iter(|| tft.forecast_batch(&t_in).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, latency, tft_vs_bilstm);
 criterion_main!(benches);

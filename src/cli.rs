@@ -472,10 +472,14 @@ pub struct EvaluateArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Policies, comma-separated: oracle, threshold, target-tracking,
-    /// predictive (seasonal-naive forecasts, POLICY_EVAL.md's reference)
-    /// and predictive-<forecaster> (naive, snaive, or a trained model in
-    /// --models-dir, e.g. predictive-bilstm).
+    /// Policies, comma-separated: oracle, threshold, target-tracking, hold,
+    /// predictive (seasonal-naive forecasts, POLICY_EVAL.md's reference),
+    /// predictive-<forecaster> (naive, snaive, or a trained model in
+    /// --models-dir, e.g. predictive-bilstm), provision-p<10|50|90>-<forecaster>
+    /// (a fixed action of the learned policy) and rl. `@<n>` sweeps a
+    /// setting: target utilisation % (target-tracking@40,
+    /// predictive-bilstm@40) or headroom % (provision-p90-bilstm@25); swept
+    /// policies are drawn in frontier.svg. `+guardrails` adds guardrails.
     #[arg(
         long,
         alias = "policies",
@@ -494,8 +498,9 @@ pub struct SimulateArgs {
     /// Folder of trained models (for predictive-<model>).
     #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
-    /// Output folder: scores.csv, summary.csv, report.md and one
-    /// demand-vs-capacity SVG per trace.
+    /// Output folder: scores.csv, summary.csv, report.md, one
+    /// demand-vs-capacity SVG per trace and, when a setting is swept,
+    /// frontier.svg (cost vs SLA).
     #[arg(long, env = "FORESCALE_SIM_OUT", default_value = "reports/sim")]
     pub out: PathBuf,
 }
@@ -861,6 +866,16 @@ fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
 
 fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
     use crate::sim::{self, SimForecaster, ppo};
+    anyhow::ensure!(
+        args.policy_gamma > 0.0 && args.policy_gamma <= 1.0,
+        "--policy-gamma must be in (0, 1], got {}",
+        args.policy_gamma
+    );
+    anyhow::ensure!(
+        (1..=64).contains(&args.policy_envs_per_trace),
+        "--policy-envs-per-trace must be in 1..=64, got {}",
+        args.policy_envs_per_trace
+    );
     let registry = ModelRegistry::load_dir(&args.models_dir)
         .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
     let forecaster = match args.policy_forecaster.as_str() {
@@ -893,6 +908,9 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
     let opts = ppo::PpoOptions {
         iterations: args.policy_iterations,
         guardrails: args.policy_guardrails,
+        gamma: args.policy_gamma,
+        envs_per_trace: args.policy_envs_per_trace,
+        scale_rewards: args.policy_scale_rewards,
         seed: args.seed,
         reward: ppo::RewardWeights {
             violation: args.policy_violation_weight,
@@ -921,9 +939,10 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         last_action: crate::policy::rl::HOLD,
     };
     let mut candidates: Vec<Box<dyn crate::policy::Policy + Send>> = vec![
-        Box::new(crate::policy::reference::TargetTracking),
+        Box::new(crate::policy::reference::TargetTracking::default()),
         Box::new(crate::policy::reference::Predictive {
             forecaster: forecaster.name(),
+            target: 0.0,
         }),
         Box::new(crate::policy::Guarded::new(
             Box::new(rl),
@@ -1010,11 +1029,27 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         );
     })?;
     for (trace, trace_runs) in traces.iter().zip(&runs) {
-        let refs: Vec<&sim::Run> = trace_runs.iter().collect();
+        // Swept settings (`@`) would crowd the time plot: they go to the
+        // frontier plot instead.
+        let mut refs: Vec<&sim::Run> = trace_runs
+            .iter()
+            .filter(|r| sim::report::family(&r.scores.policy).is_none())
+            .collect();
+        if refs.is_empty() {
+            refs = trace_runs.iter().take(6).collect();
+        }
         sim::report::plot(&args.out.join(format!("{}.svg", trace.id)), trace, &refs)?;
     }
     let scores: Vec<sim::Scores> = runs.iter().flatten().map(|r| r.scores.clone()).collect();
     let agg = sim::report::aggregate(&scores);
+    if scores
+        .iter()
+        .any(|s| sim::report::family(&s.policy).is_some())
+    {
+        let path = args.out.join("frontier.svg");
+        sim::report::frontier(&path, &agg)?;
+        eprintln!("cost / service-level trade-off: {}", path.display());
+    }
     sim::report::write(&args.out, &scores, &agg, &command_line())?;
     println!(
         "mean over {} traces\n{}",
@@ -1056,6 +1091,18 @@ pub struct TrainArgs {
     #[arg(long, env = "FORESCALE_POLICY_GUARDRAILS", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub policy_guardrails: bool,
+    /// Policy: discount factor of PPO's returns and GAE.
+    #[arg(long, env = "FORESCALE_POLICY_GAMMA", default_value_t = 0.99)]
+    pub policy_gamma: f64,
+    /// Policy: agents per trace in each rollout, each replaying its own
+    /// random stretch of the train segment.
+    #[arg(long, env = "FORESCALE_POLICY_ENVS_PER_TRACE", default_value_t = 1)]
+    pub policy_envs_per_trace: usize,
+    /// Policy: divide rewards by the running standard deviation of the
+    /// discounted return.
+    #[arg(long, env = "FORESCALE_POLICY_SCALE_REWARDS", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub policy_scale_rewards: bool,
     /// Folder of trained models (the policy's forecaster).
     #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,

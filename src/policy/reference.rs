@@ -22,10 +22,19 @@ pub enum PolicyKind {
     Threshold,
     TargetTracking,
     Predictive,
+    /// Keep the current total: with guardrails after it, a reactive
+    /// policy that scales out on emergencies only and never scales in.
+    Hold,
 }
 
 impl PolicyKind {
-    pub const NAMES: [&'static str; 4] = ["oracle", "threshold", "target-tracking", "predictive"];
+    pub const NAMES: [&'static str; 5] = [
+        "oracle",
+        "threshold",
+        "target-tracking",
+        "predictive",
+        "hold",
+    ];
 
     pub fn by_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -33,6 +42,7 @@ impl PolicyKind {
             "threshold" | "tas" => Self::Threshold,
             "target-tracking" | "tt" => Self::TargetTracking,
             "predictive" => Self::Predictive,
+            "hold" => Self::Hold,
             _ => return None,
         })
     }
@@ -49,11 +59,29 @@ impl PolicyKind {
         Some(match self {
             Self::Oracle => return None,
             Self::Threshold => Box::new(Threshold::default()),
-            Self::TargetTracking => Box::new(TargetTracking),
+            Self::TargetTracking => Box::new(TargetTracking::default()),
             Self::Predictive => Box::new(Predictive {
                 forecaster: forecaster.to_owned(),
+                target: 0.0,
             }),
+            Self::Hold => Box::new(Hold),
         })
+    }
+}
+
+/// Keeps the current total (what the learned policy's "hold" action does).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Hold;
+
+impl Policy for Hold {
+    fn name(&self) -> String {
+        "hold".into()
+    }
+
+    fn reset(&mut self) {}
+
+    fn decide(&mut self, obs: &Observation) -> u32 {
+        obs.total()
     }
 }
 
@@ -94,15 +122,30 @@ impl Policy for Threshold {
     }
 }
 
-/// Target tracking at 50 %: ceil(c * u / 50) of the last step (that is
-/// ceil(2 d[t-1])); scale-in by at most max(1, 10 % of the total) a step.
-#[derive(Debug, Default)]
-pub struct TargetTracking;
+/// Target tracking: ceil(c * u / target) of the last step (at the
+/// reference 50 %, ceil(2 d[t-1])); scale-in by at most max(1, 10 % of the
+/// total) a step.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetTracking {
+    /// Target utilisation in (0, 1]; POLICY_EVAL.md's reference is 0.5.
+    pub target: f64,
+}
+
+impl Default for TargetTracking {
+    fn default() -> Self {
+        Self { target: 0.5 }
+    }
+}
 
 impl TargetTracking {
+    /// The reference policy's desire (50 %).
     pub fn desired(obs: &Observation) -> u32 {
+        Self::default().desired_at(obs)
+    }
+
+    pub fn desired_at(&self, obs: &Observation) -> u32 {
         let total = obs.total();
-        let want = (2.0 * obs.last_load() - 1e-9).ceil().max(0.0) as u32;
+        let want = (obs.last_load() / self.target - 1e-9).ceil().max(0.0) as u32;
         if want < total {
             want.max(total - (total / 10).max(1))
         } else {
@@ -113,13 +156,76 @@ impl TargetTracking {
 
 impl Policy for TargetTracking {
     fn name(&self) -> String {
-        "target-tracking".into()
+        if (self.target - 0.5).abs() < 1e-12 {
+            "target-tracking".into()
+        } else {
+            format!("target-tracking@{}", pct(self.target))
+        }
     }
 
     fn reset(&mut self) {}
 
     fn decide(&mut self, obs: &Observation) -> u32 {
-        Self::desired(obs)
+        self.desired_at(obs)
+    }
+}
+
+fn pct(x: f64) -> String {
+    let p = x * 100.0;
+    if (p - p.round()).abs() < 1e-9 {
+        format!("{p:.0}")
+    } else {
+        format!("{p}")
+    }
+}
+
+/// Provision for a forecast quantile: capacity for the largest p10, p50 or
+/// p90 of steps t..t+2 with a headroom, at the SLA utilisation (90 %),
+/// scale-in by at most max(1, 10 % of the total) a step. One fixed action
+/// of the learned policy (`crate::policy::rl::ACTIONS`), kept for every
+/// step: the family the learned policy chooses from, swept to show the
+/// cost / service-level trade-off. Without a forecast it reads the last
+/// load.
+#[derive(Debug, Clone)]
+pub struct Provision {
+    /// 0 = p10, 1 = p50, 2 = p90.
+    pub quantile: usize,
+    /// Fraction added, e.g. 0.25.
+    pub headroom: f64,
+    pub forecaster: String,
+}
+
+impl Policy for Provision {
+    fn name(&self) -> String {
+        format!(
+            "provision-p{}-{}@{}",
+            [10, 50, 90][self.quantile],
+            self.forecaster,
+            pct(self.headroom)
+        )
+    }
+
+    fn reset(&mut self) {}
+
+    fn decide(&mut self, obs: &Observation) -> u32 {
+        let last = obs.last_load();
+        let peak = (0..3)
+            .map(|k| {
+                obs.forecast
+                    .and_then(|f| f.get(k))
+                    .map_or(last, |q| f64::from(q[self.quantile]))
+            })
+            .fold(0.0, f64::max);
+        let want = (peak * (1.0 + self.headroom) / super::SLA_UTILISATION - 1e-9)
+            .ceil()
+            .max(0.0) as u32;
+        let total = obs.total();
+        if want < total {
+            want.max(total - (total / 10).max(1))
+        } else {
+            want
+        }
+        .clamp(MIN_CAPACITY, MAX_CAPACITY)
     }
 }
 
@@ -131,21 +237,29 @@ impl Policy for TargetTracking {
 pub struct Predictive {
     /// The forecaster's name, for the report.
     pub forecaster: String,
+    /// Target utilisation; 0 means the reference 50 %.
+    pub target: f64,
 }
 
 impl Policy for Predictive {
     fn name(&self) -> String {
-        if self.forecaster.is_empty() {
+        let base = if self.forecaster.is_empty() {
             "predictive".into()
         } else {
             format!("predictive-{}", self.forecaster)
+        };
+        if self.target == 0.0 || (self.target - 0.5).abs() < 1e-12 {
+            base
+        } else {
+            format!("{base}@{}", pct(self.target))
         }
     }
 
     fn reset(&mut self) {}
 
     fn decide(&mut self, obs: &Observation) -> u32 {
-        let tt = TargetTracking::desired(obs);
+        let target = if self.target > 0.0 { self.target } else { 0.5 };
+        let tt = TargetTracking { target }.desired_at(obs);
         let Some(fc) = obs.forecast else {
             return tt;
         };
@@ -154,7 +268,7 @@ impl Policy for Predictive {
             .take(3)
             .map(|q| f64::from(q[1]))
             .fold(0.0, f64::max);
-        tt.max((2.0 * peak - 1e-9).ceil().max(0.0) as u32)
+        tt.max((peak / target - 1e-9).ceil().max(0.0) as u32)
     }
 }
 
@@ -176,11 +290,37 @@ mod tests {
 
     #[test]
     fn target_tracking_scales_in_slowly() {
-        assert_eq!(TargetTracking.decide(&obs(&[5.0], 2, 0)), 10);
-        assert_eq!(TargetTracking.decide(&obs(&[5.0], 10, 0)), 10);
+        assert_eq!(TargetTracking::default().decide(&obs(&[5.0], 2, 0)), 10);
+        assert_eq!(TargetTracking::default().decide(&obs(&[5.0], 10, 0)), 10);
         // Wants 2 from 30: at most max(1, 3) a step.
-        assert_eq!(TargetTracking.decide(&obs(&[1.0], 30, 0)), 27);
-        assert_eq!(TargetTracking.decide(&obs(&[0.1], 5, 0)), 4);
+        assert_eq!(TargetTracking::default().decide(&obs(&[1.0], 30, 0)), 27);
+        assert_eq!(TargetTracking::default().decide(&obs(&[0.1], 5, 0)), 4);
+    }
+
+    #[test]
+    fn target_tracking_at_other_targets_and_provision_for_a_quantile() {
+        // 4 units of load at 40 %: 10 instances.
+        let mut tt = TargetTracking { target: 0.4 };
+        assert_eq!(tt.decide(&obs(&[4.0], 2, 0)), 10);
+        assert_eq!(tt.name(), "target-tracking@40");
+        assert_eq!(TargetTracking::default().name(), "target-tracking");
+        let fc = [[1.0, 2.0, 4.5], [1.0, 2.0, 3.0], [1.0, 2.0, 2.0]];
+        let mut o = obs(&[2.0], 3, 0);
+        o.forecast = Some(&fc);
+        let mut p = Provision {
+            quantile: 2,
+            headroom: 0.2,
+            forecaster: "bilstm".into(),
+        };
+        // 4.5 * 1.2 / 0.9 = 6.
+        assert_eq!(p.decide(&o), 6);
+        assert_eq!(p.name(), "provision-p90-bilstm@20");
+        // p10 with no headroom wants 2 from 30: scale-in by 3 at most.
+        p.quantile = 0;
+        p.headroom = 0.0;
+        let mut o = obs(&[2.0], 30, 0);
+        o.forecast = Some(&fc);
+        assert_eq!(p.decide(&o), 27);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub use crate::policy::{
 pub use forecasts::{ForecastTable, SimForecaster};
 pub use traces::Trace;
 
+use crate::policy::reference::{Predictive, Provision, TargetTracking};
 use crate::policy::rl::RlPolicy;
 
 /// POLICY_EVAL.md's scores of one replay (test segment).
@@ -299,6 +300,11 @@ pub struct PolicySpec {
     pub forecaster: Option<SimForecaster>,
     /// Run with the default guardrails after it (`<name>+guardrails`).
     pub guarded: bool,
+    /// `@<number>` after the name: target utilisation in % for
+    /// target tracking and predictive, headroom in % for provision.
+    pub param: Option<f64>,
+    /// `provision-p<q>-<forecaster>`: the quantile index provisioned for.
+    pub provision: Option<usize>,
 }
 
 /// What policy names can refer to: trained forecasters by name and the
@@ -312,13 +318,28 @@ pub struct Catalog {
 impl PolicySpec {
     /// `oracle`, `threshold`, `target-tracking`, `predictive` (seasonal
     /// naive forecasts, as POLICY_EVAL.md's reference),
-    /// `predictive-<forecaster>` (`naive`, `snaive`, or a trained model)
-    /// or `rl` (the trained policy); a `+guardrails` suffix adds the
-    /// default guardrails after the policy.
+    /// `predictive-<forecaster>` (`naive`, `snaive`, or a trained model),
+    /// `provision-p<10|50|90>-<forecaster>` (a fixed action of the learned
+    /// policy: capacity for that quantile at 90 % utilisation) or `rl` (the
+    /// trained policy). `@<number>` sets target tracking's and predictive's
+    /// target utilisation in % (default 50) or provision's headroom in %
+    /// (default 0), e.g. `target-tracking@40`, `provision-p90-bilstm@25`; a
+    /// `+guardrails` suffix adds the default guardrails after the policy.
     pub fn parse(name: &str, catalog: &Catalog) -> Result<Self, String> {
         let (name, guarded) = match name.strip_suffix("+guardrails") {
             Some(n) => (n, true),
             None => (name, false),
+        };
+        let (name, param) = match name.split_once('@') {
+            Some((n, p)) => {
+                let v: f64 = p
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite())
+                    .ok_or_else(|| format!("policy {n:?}: @{p} is not a number"))?;
+                (n, Some(v))
+            }
+            None => (name, None),
         };
         if guarded && name == "oracle" {
             return Err("the oracle runs without guardrails".into());
@@ -330,7 +351,17 @@ impl PolicySpec {
                 .find(|(n, _)| n == m)
                 .map(|(_, f)| f.clone())
         };
+        let forecaster_named = |m: &str| -> Result<SimForecaster, String> {
+            Ok(match m {
+                "naive" => SimForecaster::Naive,
+                "snaive" => SimForecaster::SeasonalNaive,
+                m => neural(m).ok_or_else(|| format!("policy {name:?}: no trained model {m:?}"))?,
+            })
+        };
         if name == "rl" {
+            if param.is_some() {
+                return Err("policy \"rl\" takes no @ setting".into());
+            }
             let rl = catalog
                 .rl
                 .clone()
@@ -348,6 +379,26 @@ impl PolicySpec {
                 rl: Some(rl),
                 forecaster: Some(forecaster),
                 guarded,
+                param: None,
+                provision: None,
+            });
+        }
+        if let Some(rest) = name.strip_prefix("provision-") {
+            let (q, f) = rest.split_once('-').unwrap_or((rest, "bilstm"));
+            let quantile = ["p10", "p50", "p90"]
+                .iter()
+                .position(|n| *n == q)
+                .ok_or_else(|| format!("policy {name:?}: quantile {q:?} is not p10, p50 or p90"))?;
+            if param.is_some_and(|h| !(-50.0..=500.0).contains(&h)) {
+                return Err(format!("policy {name:?}: headroom must be in -50..500 %"));
+            }
+            return Ok(Self {
+                kind: None,
+                rl: None,
+                forecaster: Some(forecaster_named(f)?),
+                guarded,
+                param,
+                provision: Some(quantile),
             });
         }
         let (kind, fc) = match name.split_once('-') {
@@ -355,19 +406,24 @@ impl PolicySpec {
             _ => (
                 PolicyKind::by_name(name).ok_or_else(|| {
                     format!(
-                        "unknown policy {name:?}; known: {}, predictive-<naive|snaive|model>, rl",
+                        "unknown policy {name:?}; known: {}, predictive-<naive|snaive|model>, \
+                         provision-p<10|50|90>-<model>, rl",
                         PolicyKind::NAMES.join(", ")
                     )
                 })?,
                 "snaive",
             ),
         };
+        if param.is_some() && !matches!(kind, PolicyKind::TargetTracking | PolicyKind::Predictive) {
+            return Err(format!("policy {name:?} takes no @ setting"));
+        }
+        if param.is_some_and(|u| !(1.0..=100.0).contains(&u)) {
+            return Err(format!(
+                "policy {name:?}: target utilisation must be in 1..100 %"
+            ));
+        }
         let forecaster = if kind.needs_forecast() {
-            Some(match fc {
-                "naive" => SimForecaster::Naive,
-                "snaive" => SimForecaster::SeasonalNaive,
-                m => neural(m).ok_or_else(|| format!("policy {name:?}: no trained model {m:?}"))?,
-            })
+            Some(forecaster_named(fc)?)
         } else {
             None
         };
@@ -376,16 +432,35 @@ impl PolicySpec {
             rl: None,
             forecaster,
             guarded,
+            param,
+            provision: None,
         })
     }
 
     /// The policy to replay; None for the oracle (a schedule).
     pub fn build(&self) -> Option<Box<dyn Policy + Send>> {
         let fname = self.forecaster.as_ref().map(SimForecaster::name);
-        let base: Box<dyn Policy + Send> = match (&self.rl, self.kind) {
-            (Some(rl), _) => Box::new(rl.clone()),
-            (None, Some(k)) => k.build(fname.as_deref().unwrap_or_default())?,
-            (None, None) => return None,
+        let fname = fname.unwrap_or_default();
+        let base: Box<dyn Policy + Send> = match (&self.rl, self.kind, self.provision) {
+            (Some(rl), ..) => Box::new(rl.clone()),
+            (None, _, Some(quantile)) => Box::new(Provision {
+                quantile,
+                headroom: self.param.unwrap_or(0.0) / 100.0,
+                forecaster: fname,
+            }),
+            (None, Some(PolicyKind::TargetTracking), None) if self.param.is_some() => {
+                Box::new(TargetTracking {
+                    target: self.param.unwrap_or(50.0) / 100.0,
+                })
+            }
+            (None, Some(PolicyKind::Predictive), None) if self.param.is_some() => {
+                Box::new(Predictive {
+                    forecaster: fname,
+                    target: self.param.unwrap_or(50.0) / 100.0,
+                })
+            }
+            (None, Some(k), None) => k.build(&fname)?,
+            (None, None, None) => return None,
         };
         Some(if self.guarded {
             Box::new(Guarded::new(base, GuardrailSettings::default()))
@@ -472,6 +547,29 @@ mod tests {
         fn decide(&mut self, _: &Observation) -> u32 {
             self.1 += 1;
             self.0[self.1 - 1]
+        }
+    }
+
+    #[test]
+    fn swept_policy_names_parse_or_name_the_problem() {
+        let cat = Catalog::default();
+        let p = PolicySpec::parse("target-tracking@40+guardrails", &cat).unwrap();
+        assert!(p.guarded);
+        assert_eq!(p.build().unwrap().name(), "target-tracking@40+guardrails");
+        let p = PolicySpec::parse("provision-p90-naive@25", &cat).unwrap();
+        assert_eq!(p.build().unwrap().name(), "provision-p90-naive@25");
+        let p = PolicySpec::parse("predictive-snaive@40", &cat).unwrap();
+        assert_eq!(p.build().unwrap().name(), "predictive-snaive@40");
+        for (bad, says) in [
+            ("threshold@3", "takes no @"),
+            ("target-tracking@abc", "not a number"),
+            ("target-tracking@0", "1..100"),
+            ("provision-p95-naive", "p10, p50 or p90"),
+            ("provision-p90-nosuch", "no trained model"),
+            ("rl", "no trained policy"),
+        ] {
+            let e = PolicySpec::parse(bad, &cat).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 

@@ -65,6 +65,12 @@ pub struct PpoOptions {
     /// Train and validate with the default guardrails after the policy
     /// (how it is deployed).
     pub guardrails: bool,
+    /// Agents per trace in a rollout, each on its own random stretch.
+    pub envs_per_trace: usize,
+    /// Divide rewards by the running standard deviation of the discounted
+    /// return, so the critic's targets stay near unit scale whatever the
+    /// reward weights.
+    pub scale_rewards: bool,
 }
 
 impl Default for PpoOptions {
@@ -84,6 +90,8 @@ impl Default for PpoOptions {
             seed: 42,
             reward: RewardWeights::default(),
             guardrails: true,
+            envs_per_trace: 1,
+            scale_rewards: false,
         }
     }
 }
@@ -139,6 +147,32 @@ pub fn validate(agents: &[Agent], policy: &mut dyn crate::policy::Policy) -> Val
         cost_vs_oracle: cost,
         sla_pct: sla,
         objective: cost + 10.0 * (99.0 - sla).max(0.0),
+    }
+}
+
+/// Welford's running variance (of the discounted return, for reward
+/// scaling).
+#[derive(Debug, Default)]
+struct RunningStd {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl RunningStd {
+    fn push(&mut self, x: f64) {
+        self.n += 1.0;
+        let d = x - self.mean;
+        self.mean += d / self.n;
+        self.m2 += d * (x - self.mean);
+    }
+
+    fn std(&self) -> f64 {
+        if self.n < 2.0 {
+            1.0
+        } else {
+            (self.m2 / (self.n - 1.0)).sqrt()
+        }
     }
 }
 
@@ -313,14 +347,21 @@ pub fn train(
         },
     )?;
     let mut rng = SplitMix64::new(opts.seed ^ 0x9e37_79b9);
-    let n_agents = agents.len();
+    // Every trace `envs_per_trace` times, each copy on its own stretch.
+    let trainers: Vec<&Agent> = agents
+        .iter()
+        .flat_map(|a| std::iter::repeat_n(a, opts.envs_per_trace.max(1)))
+        .collect();
+    let n_agents = trainers.len();
+    let mut ret_stats = RunningStd::default();
+    let mut running_ret = vec![0.0f64; n_agents];
     let t_len = opts.rollout;
     let mut best: Option<(usize, ValScore, HashMap<String, Tensor>)> = None;
     let mut history = Vec::new();
     for it in 1..=opts.iterations {
         // Rollout: every agent replays a random stretch of its train
         // segment; forecasts start at the table's first step.
-        let mut envs: Vec<Env> = agents
+        let mut envs: Vec<Env> = trainers
             .iter()
             .map(|a| {
                 let lo = a.forecasts.from.max(13);
@@ -340,16 +381,17 @@ pub fn train(
             .collect();
         let mut buf = Buffer::default();
         let mut mean_reward = 0.0f64;
+        running_ret.fill(0.0);
         for _ in 0..t_len {
             let mut states = Vec::with_capacity(n_agents * N_STATE);
-            for (a, e) in agents.iter().zip(&envs) {
+            for (a, e) in trainers.iter().zip(&envs) {
                 let obs = e.group.observe(a.trace, e.t, Some(a.forecasts));
                 states.extend_from_slice(&state(&obs));
             }
             let st = Tensor::from_vec(states.clone(), (n_agents, N_STATE), &Device::Cpu)?;
             let logp = log_softmax(&nets.actor.forward(&st)?)?.to_vec2::<f32>()?;
             let values = nets.critic.forward(&st)?.squeeze(1)?.to_vec1::<f32>()?;
-            for (i, (a, e)) in agents.iter().zip(envs.iter_mut()).enumerate() {
+            for (i, (a, e)) in trainers.iter().zip(envs.iter_mut()).enumerate() {
                 let probs: Vec<f32> = logp[i].iter().map(|l| l.exp()).collect();
                 let act = sample(&probs, &mut rng);
                 let obs = e.group.observe(a.trace, e.t, Some(a.forecasts));
@@ -380,6 +422,8 @@ pub fn train(
                 buf.actions.push(act as u32);
                 buf.logp.push(logp[i][act]);
                 buf.values.push(values[i]);
+                running_ret[i] = running_ret[i] * opts.gamma + r;
+                ret_stats.push(running_ret[i]);
                 buf.rewards.push(r as f32);
                 mean_reward += r;
             }
@@ -388,7 +432,7 @@ pub fn train(
         mean_reward /= (t_len * n_agents) as f64;
         // Bootstrap values of the states after the rollout.
         let mut last = Vec::with_capacity(n_agents * N_STATE);
-        for (a, e) in agents.iter().zip(&envs) {
+        for (a, e) in trainers.iter().zip(&envs) {
             last.extend_from_slice(&state(&e.group.observe(a.trace, e.t, Some(a.forecasts))));
         }
         let last_v = nets
@@ -396,6 +440,12 @@ pub fn train(
             .forward(&Tensor::from_vec(last, (n_agents, N_STATE), &Device::Cpu)?)?
             .squeeze(1)?
             .to_vec1::<f32>()?;
+        if opts.scale_rewards {
+            let sd = ret_stats.std().max(1e-6) as f32;
+            for r in &mut buf.rewards {
+                *r /= sd;
+            }
+        }
         // GAE per agent, backwards in time.
         let n = t_len * n_agents;
         let mut adv = vec![0.0f32; n];

@@ -249,9 +249,141 @@ pub fn plot(path: &Path, trace: &Trace, runs: &[&Run]) -> anyhow::Result<()> {
     root.present().map_err(err)
 }
 
+/// A swept policy's family and setting: `target-tracking@40+guardrails`
+/// -> (`target-tracking+guardrails`, 40); None without `@`.
+pub fn family(policy: &str) -> Option<(String, f64)> {
+    let (base, rest) = policy.split_once('@')?;
+    let (num, tail) = match rest.find('+') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    Some((format!("{base}{tail}"), num.parse().ok()?))
+}
+
+/// The cost / service-level trade-off (mean over traces): every swept
+/// family (policies named `<family>@<setting>`) as a line through its
+/// settings, every other policy as a point; the 99 % SLA goal as a
+/// vertical rule. SVG.
+pub fn frontier(path: &Path, agg: &[Aggregate]) -> anyhow::Result<()> {
+    let mean: Vec<&Aggregate> = agg
+        .iter()
+        .filter(|a| a.stat == "mean" && a.policy != "oracle")
+        .collect();
+    // (family, [(setting, SLA %, cost / oracle)])
+    type Line = (String, Vec<(f64, f64, f64)>);
+    let mut families: Vec<Line> = Vec::new();
+    let mut points: Vec<(String, f64, f64)> = Vec::new();
+    for a in &mean {
+        match family(&a.policy) {
+            Some((f, v)) => {
+                let pt = (v, a.sla_pct, a.cost_vs_oracle);
+                match families.iter_mut().find(|(n, _)| *n == f) {
+                    Some((_, pts)) => pts.push(pt),
+                    None => families.push((f, vec![pt])),
+                }
+            }
+            None => points.push((a.policy.clone(), a.sla_pct, a.cost_vs_oracle)),
+        }
+    }
+    for (_, pts) in &mut families {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let all = mean.iter().map(|a| (a.sla_pct, a.cost_vs_oracle));
+    let (mut x0, mut x1, mut y1) = (99.0f64, 99.5f64, 1.5f64);
+    for (x, y) in all {
+        if x.is_finite() && y.is_finite() {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+        }
+    }
+    let x0 = (x0 - 0.5).max(0.0).floor();
+    let x1 = (x1 + 0.2).min(100.2);
+    let root = SVGBackend::new(path, (1000, 650)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "cost vs service level, mean over traces (test segments)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x0..x1, 0.9..y1 * 1.05)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("SLA compliance %")
+        .y_desc("cost / oracle")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            [(99.0, 0.9), (99.0, y1 * 1.05)],
+            BLACK.mix(0.4).stroke_width(1),
+        ))
+        .map_err(err)?
+        .label("99 % SLA goal")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK.mix(0.4)));
+    let mut colour = 0;
+    for (name, pts) in &families {
+        let c = COLOURS[colour % COLOURS.len()];
+        colour += 1;
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.1, p.2)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{name} @ {}..{}", pts[0].0, pts[pts.len() - 1].0))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], c));
+        chart
+            .draw_series(pts.iter().map(|p| {
+                EmptyElement::at((p.1, p.2))
+                    + Circle::new((0, 0), 3, c.filled())
+                    + Text::new(format!("{}", p.0), (4, -12), ("sans-serif", 11))
+            }))
+            .map_err(err)?;
+    }
+    for (name, x, y) in &points {
+        let c = COLOURS[colour % COLOURS.len()];
+        colour += 1;
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                (*x, *y),
+                7,
+                c.filled(),
+            )))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| TriangleMarker::new((x + 7, y), 5, c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn families_of_swept_policies() {
+        assert_eq!(
+            family("target-tracking@40+guardrails"),
+            Some(("target-tracking+guardrails".into(), 40.0))
+        );
+        assert_eq!(
+            family("provision-p90-bilstm@12.5"),
+            Some(("provision-p90-bilstm".into(), 12.5))
+        );
+        assert_eq!(family("rl+guardrails"), None);
+    }
 
     #[test]
     fn median_of_even_and_odd() {
