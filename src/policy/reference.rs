@@ -144,13 +144,17 @@ impl TargetTracking {
     }
 
     pub fn desired_at(&self, obs: &Observation) -> u32 {
-        let total = obs.total();
         let want = (obs.last_load() / self.target - 1e-9).ceil().max(0.0) as u32;
-        if want < total {
-            want.max(total - (total / 10).max(1))
-        } else {
-            want
-        }
+        limit_scale_in(want, obs.total())
+    }
+}
+
+/// Scale-in by at most max(1, 10 % of the total) a step.
+fn limit_scale_in(want: u32, total: u32) -> u32 {
+    if want < total {
+        want.max(total - (total / 10).max(1))
+    } else {
+        want
     }
 }
 
@@ -208,24 +212,8 @@ impl Policy for Provision {
     fn reset(&mut self) {}
 
     fn decide(&mut self, obs: &Observation) -> u32 {
-        let last = obs.last_load();
-        let peak = (0..3)
-            .map(|k| {
-                obs.forecast
-                    .and_then(|f| f.get(k))
-                    .map_or(last, |q| f64::from(q[self.quantile]))
-            })
-            .fold(0.0, f64::max);
-        let want = (peak * (1.0 + self.headroom) / super::SLA_UTILISATION - 1e-9)
-            .ceil()
-            .max(0.0) as u32;
-        let total = obs.total();
-        if want < total {
-            want.max(total - (total / 10).max(1))
-        } else {
-            want
-        }
-        .clamp(MIN_CAPACITY, MAX_CAPACITY)
+        let want = super::rl::provision_for(obs, self.quantile, self.headroom);
+        limit_scale_in(want, obs.total()).clamp(MIN_CAPACITY, MAX_CAPACITY)
     }
 }
 

@@ -107,10 +107,16 @@ pub fn state(obs: &Observation) -> [f32; N_STATE] {
 
 /// The desired total for an action.
 pub fn desired(obs: &Observation, action: usize) -> u32 {
-    let Some(&(q, head)) = ACTIONS.get(action) else {
-        return obs.total();
-    };
-    let last = obs.history.last().copied().unwrap_or(0.0);
+    ACTIONS
+        .get(action)
+        .map_or(obs.total(), |&(q, head)| provision_for(obs, q, head))
+}
+
+/// Capacity at the SLA utilisation for the largest forecast quantile `q`
+/// (0 = p10, 1 = p50, 2 = p90) of the next [`LOOKAHEAD`] steps plus
+/// `headroom`; the last load stands in for a missing forecast.
+pub fn provision_for(obs: &Observation, q: usize, headroom: f64) -> u32 {
+    let last = obs.last_load();
     let peak = (0..LOOKAHEAD)
         .map(|k| {
             obs.forecast
@@ -118,7 +124,7 @@ pub fn desired(obs: &Observation, action: usize) -> u32 {
                 .map_or(last, |v| f64::from(v[q]))
         })
         .fold(0.0, f64::max);
-    ((peak * (1.0 + head) / SLA_UTILISATION) - 1e-9)
+    ((peak * (1.0 + headroom) / SLA_UTILISATION) - 1e-9)
         .ceil()
         .max(0.0) as u32
 }
