@@ -3,16 +3,28 @@
 //!
 //! - Windows go through in blocks of [`BLOCK`]: every matmul of the network
 //!   is then one small GEMM with the block's rows, so each weight loaded
-//!   from cache serves many windows. Per LSTM step the four gate matmuls
-//!   are one fused `[rows, H] x [H, 4H]` pass; the input projections of all
-//!   steps are one GEMM before the recurrence.
+//!   from cache serves many windows. Per LSTM step the gates of the block
+//!   are one pass (bias, then the input and the recurrent products
+//!   accumulated in place, four gates fused): the working set of a step
+//!   (weights of one layer and direction, the block's sequences) stays in
+//!   L2. A lone window instead projects the inputs of all its steps in
+//!   one GEMM before the recurrence.
+//! - Weights are stored twice ([`Mat`]): row-major with a stride that is
+//!   not a power of two (a lone window's path; a 1 KB stride put a
+//!   column strip of every row in the same few L1 sets), and packed in
+//!   contiguous column strips for the block path, read sequentially.
 //! - The GEMM and the gate nonlinearities use the widest SIMD the CPU has,
 //!   chosen at run time (`pulp`: AVX2 + FMA here, AVX-512 where present,
 //!   plain loops elsewhere); the build itself targets baseline x86-64.
 //!   `tanh` is a rational approximation (Eigen's, clamped at +-7.9; max
-//!   error 3e-7) and sigmoid(x) = (1 + tanh(x / 2)) / 2.
-//! - Buffers are allocated once per call; large batches are split across
-//!   threads.
+//!   error 3e-7) and sigmoid(x) = (1 + tanh(x / 2)) / 2; an LSTM cell
+//!   forms its new c and h as one fraction each, two divisions instead of
+//!   five.
+//! - Buffers are allocated once per call and no step copies: gates
+//!   accumulate where they are and h is written straight into the layer
+//!   output. Large batches are shared among threads block by block, so a
+//!   core slowed by a neighbour on a shared host does not hold up the
+//!   others.
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
 //! the shipped models. Measured (`cargo bench --bench forecast`, 2-core
@@ -20,6 +32,7 @@
 //! for 5,000 windows on both cores; figures also in the model cards.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use candle_core::Tensor;
 use pulp::{Arch, Simd, WithSimd};
@@ -41,9 +54,9 @@ fn padded(n: usize) -> usize {
 #[derive(Debug, Clone)]
 struct Dir {
     /// [in][4H]
-    w_ih_t: Vec<f32>,
+    w_ih_t: Mat,
     /// [H][4H]
-    w_hh_t: Vec<f32>,
+    w_hh_t: Mat,
     /// b_ih + b_hh, [4H]
     bias: Vec<f32>,
     reverse: bool,
@@ -53,19 +66,21 @@ struct Dir {
 #[derive(Debug, Clone)]
 pub struct FastNet {
     cfg: Config,
-    /// [F][F], row j = weights of output j.
-    fa_w: Vec<f32>,
+    /// Feature attention, [F][F' + PAD] (F' = F padded), column j = the
+    /// weights of output j.
+    fa_w_t: Mat,
+    /// [F'], zero-padded
     fa_b: Vec<f32>,
     /// [layer][direction]
     layers: Vec<Vec<Dir>>,
     /// [D][A'] (A' = A padded)
-    att_w_t: Vec<f32>,
+    att_w_t: Mat,
     /// [A'], zero-padded
     att_b: Vec<f32>,
     /// [A'], zero-padded
     att_v: Vec<f32>,
     /// [2D][3H'] (3H' = 3H padded)
-    head_w_t: Vec<f32>,
+    head_w_t: Mat,
     /// [3H'], zero-padded
     head_b: Vec<f32>,
 }
@@ -75,15 +90,13 @@ pub struct FastNet {
 struct Scratch {
     /// Feature-attended input, [B*L][F].
     xt: Vec<f32>,
+    /// Feature-attention logits, [B*L][F'].
     logits: Vec<f32>,
     /// Layer outputs, [B*L][D], alternating between layers.
     seq: [Vec<f32>; 2],
-    /// Input projections, [B*L][4H].
+    /// Input projections, [B*L][4H]; step t's gates accumulate in place.
     xp: Vec<f32>,
-    /// Gates of one step, [B][4H].
-    g: Vec<f32>,
-    /// [B][H]
-    h: Vec<f32>,
+    /// Cell state, [B][H].
     c: Vec<f32>,
     /// Temporal attention hidden layer, [B*L][A'].
     att: Vec<f32>,
@@ -102,11 +115,9 @@ impl Scratch {
         let rows = block * l;
         Self {
             xt: vec![0.0; rows * f],
-            logits: vec![0.0; f],
+            logits: vec![0.0; rows * padded(f)],
             seq: [vec![0.0; rows * d], vec![0.0; rows * d]],
             xp: vec![0.0; rows * 4 * h],
-            g: vec![0.0; block * 4 * h],
-            h: vec![0.0; block * h],
             c: vec![0.0; block * h],
             att: vec![0.0; rows * padded(cfg.attention_dim)],
             e: vec![0.0; l],
@@ -134,9 +145,97 @@ fn softmax(v: &mut [f32]) {
     }
 }
 
-/// Row-major [rows][cols] -> [cols][rows_padded], zero-filled.
+/// Row stride of a weight matrix `n` wide: padded, plus one more
+/// [`PAD`]. A power-of-two stride (256 floats = 1 KB for the gates) maps
+/// the same column strip of every row to a few L1 sets, and the GEMM,
+/// which walks a strip down all rows, then misses L1 on nearly every
+/// load; an odd number of cache lines spreads the rows over all sets.
+fn stride(n: usize) -> usize {
+    padded(n) + PAD
+}
+
+/// The column strips of the GEMM, in vectors: (first, width), widths 3
+/// then one of 2 or 1 for the rest.
+fn strips(nv: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (n3, rem) = (nv / 3, nv % 3);
+    (0..n3)
+        .map(|s| (3 * s, 3))
+        .chain((rem > 0).then_some((3 * n3, rem)))
+}
+
+/// SIMD lanes of f32 on this CPU (what [`Arch::new`] dispatches to).
+fn simd_lanes() -> usize {
+    struct L;
+    impl WithSimd for L {
+        type Output = usize;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _: S) -> usize {
+            S::F32_LANES
+        }
+    }
+    Arch::new().dispatch(L)
+}
+
+/// A weight matrix B [k][n] of C += A B, in two layouts: row-major with
+/// row stride [`stride`]`(n)` (what one row of A, a lone window, reads)
+/// and packed in the column strips of [`strips`] for this CPU's SIMD
+/// width, each strip a contiguous [k][width] panel (what blocks of rows
+/// read).
+#[derive(Debug, Clone)]
+struct Mat {
+    k: usize,
+    n: usize,
+    rows: Vec<f32>,
+    packed: Vec<f32>,
+    lanes: usize,
+}
+
+impl Mat {
+    /// From the row-major [out][in] weight of a linear layer (B = its
+    /// transpose, k = in, n = out padded).
+    fn from_linear(w: &[f32], out: usize, inp: usize) -> Self {
+        let rows = transpose_padded(w, out, inp);
+        let (k, n, ld) = (inp, padded(out), stride(out));
+        let lanes = simd_lanes();
+        let mut packed = Vec::with_capacity(k * n);
+        for (jv, width) in strips(n / lanes) {
+            for kk in 0..k {
+                let at = kk * ld + jv * lanes;
+                packed.extend_from_slice(&rows[at..at + width * lanes]);
+            }
+        }
+        Self {
+            k,
+            n,
+            rows,
+            packed,
+            lanes,
+        }
+    }
+}
+
+/// C[m][n] (row stride `ldc`) += A[m][k] (row stride `lda`) x B.
+#[inline(always)]
+fn gemm_mat<S: Simd>(simd: S, a: &[f32], lda: usize, m: usize, b: &Mat, c: &mut [f32], ldc: usize) {
+    let packed = (b.lanes == S::F32_LANES).then_some(&b.packed[..]);
+    gemm_acc(
+        simd,
+        a,
+        lda,
+        m,
+        b.k,
+        &b.rows,
+        stride(b.n),
+        b.n,
+        c,
+        ldc,
+        packed,
+    );
+}
+
+/// Row-major [rows][cols] -> [cols][stride(rows)], zero-filled.
 fn transpose_padded(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let rp = padded(rows);
+    let rp = stride(rows);
     let mut t = vec![0.0; cols * rp];
     for r in 0..rows {
         for c in 0..cols {
@@ -186,8 +285,10 @@ fn sigmoid_s(x: f32) -> f32 {
     0.5 + 0.5 * tanh_s(0.5 * x)
 }
 
+/// The rational tanh as (numerator, denominator), the denominator
+/// positive (at least 4.9e-3).
 #[inline(always)]
-fn tanh_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+fn tanh_nd<S: Simd>(simd: S, x: S::f32s) -> (S::f32s, S::f32s) {
     let x = simd.min_f32s(
         simd.max_f32s(x, simd.splat_f32s(-TANH_CLAMP)),
         simd.splat_f32s(TANH_CLAMP),
@@ -201,13 +302,13 @@ fn tanh_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     for b in TANH_B[..3].iter().rev() {
         q = simd.mul_add_e_f32s(q, x2, simd.splat_f32s(*b));
     }
-    simd.div_f32s(simd.mul_f32s(x, p), q)
+    (simd.mul_f32s(x, p), q)
 }
 
 #[inline(always)]
-fn sigmoid_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
-    let half = simd.splat_f32s(0.5);
-    simd.mul_add_e_f32s(half, tanh_v(simd, simd.mul_f32s(half, x)), half)
+fn tanh_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    let (n, d) = tanh_nd(simd, x);
+    simd.div_f32s(n, d)
 }
 
 /// Matrix widths [`gemm`] takes are multiples of this.
@@ -233,7 +334,8 @@ pub fn gemm(a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], n: usize, c: &
         #[inline(always)]
         fn with_simd<S: Simd>(self, simd: S) {
             gemm_acc(
-                simd, self.a, self.lda, self.m, self.k, self.b, self.n, self.c,
+                simd, self.a, self.lda, self.m, self.k, self.b, self.n, self.n, self.c, self.n,
+                None,
             )
         }
     }
@@ -262,17 +364,19 @@ fn micro<S: Simd, const MR: usize, const NR: usize>(
     i0: usize,
     k: usize,
     bv: &[S::f32s],
-    nv: usize,
+    ldbv: usize,
+    jb0: usize,
+    ldcv: usize,
     jv0: usize,
     cv: &mut [S::f32s],
 ) {
     let mut acc = [[simd.splat_f32s(0.0); NR]; MR];
     for (r, acc_r) in acc.iter_mut().enumerate() {
-        acc_r.copy_from_slice(&cv[(i0 + r) * nv + jv0..(i0 + r) * nv + jv0 + NR]);
+        acc_r.copy_from_slice(&cv[(i0 + r) * ldcv + jv0..(i0 + r) * ldcv + jv0 + NR]);
     }
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
     for kk in 0..k {
-        let b = &bv[kk * nv + jv0..kk * nv + jv0 + NR];
+        let b = &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR];
         for r in 0..MR {
             let av = simd.splat_f32s(rows[r][kk]);
             for q in 0..NR {
@@ -281,12 +385,14 @@ fn micro<S: Simd, const MR: usize, const NR: usize>(
         }
     }
     for (r, acc_r) in acc.iter().enumerate() {
-        cv[(i0 + r) * nv + jv0..(i0 + r) * nv + jv0 + NR].copy_from_slice(acc_r);
+        cv[(i0 + r) * ldcv + jv0..(i0 + r) * ldcv + jv0 + NR].copy_from_slice(acc_r);
     }
 }
 
-/// C[m][n] += A[m][k] (row stride `lda`) x B[k][n]; n is a multiple of
-/// [`PAD`], so rows of B and C are whole vectors.
+/// C[m][n] (row stride `ldc`) += A[m][k] (row stride `lda`) x B[k][n]
+/// (row stride `ldb`); n, ldb and ldc are multiples of [`PAD`], so rows
+/// of B and C are whole vectors. `packed`, when given, is B in the
+/// strip layout of [`Mat`] for this SIMD width.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_acc<S: Simd>(
@@ -296,64 +402,80 @@ fn gemm_acc<S: Simd>(
     m: usize,
     k: usize,
     b: &[f32],
+    ldb: usize,
     n: usize,
     c: &mut [f32],
+    ldc: usize,
+    packed: Option<&[f32]>,
 ) {
+    if m == 0 {
+        return;
+    }
     let nv = n / S::F32_LANES;
-    let bv = S::as_simd_f32s(&b[..k * n]).0;
-    let cv = S::as_mut_simd_f32s(&mut c[..m * n]).0;
+    let ldbv = ldb / S::F32_LANES;
+    let ldcv = ldc / S::F32_LANES;
+    let bv = S::as_simd_f32s(&b[..k * ldb]).0;
+    let cv = S::as_mut_simd_f32s(&mut c[..(m - 1) * ldc + n]).0;
     // Four rows by three vectors: 12 accumulators (two FMA pipes of
     // latency 4 need 8 in flight; 12 leave slack), each broadcast used
-    // three times and each weight vector four times.
+    // three times and each weight vector four times. A packed B gives
+    // each strip its own contiguous [k][width] panel: the kernel then
+    // reads B sequentially, which the prefetcher follows, instead of one
+    // short piece of every row.
+    let packed = packed.map(|p| S::as_simd_f32s(p).0);
     let m4 = m - m % 4;
-    let mut jv = 0;
-    while jv + 3 <= nv {
-        let mut i = 0;
-        while i < m4 {
-            micro::<S, 4, 3>(simd, a, lda, i, k, bv, nv, jv, cv);
-            i += 4;
+    for (jv, w) in strips(nv) {
+        let (bs, ldbs, jb) = match packed {
+            Some(p) => (&p[k * jv..k * (jv + w)], w, 0),
+            None => (bv, ldbv, jv),
+        };
+        for i in (0..m4).step_by(4) {
+            match w {
+                3 => micro::<S, 4, 3>(simd, a, lda, i, k, bs, ldbs, jb, ldcv, jv, cv),
+                2 => micro::<S, 4, 2>(simd, a, lda, i, k, bs, ldbs, jb, ldcv, jv, cv),
+                _ => micro::<S, 4, 1>(simd, a, lda, i, k, bs, ldbs, jb, ldcv, jv, cv),
+            }
         }
-        jv += 3;
-    }
-    while jv + 2 <= nv {
-        let mut i = 0;
-        while i < m4 {
-            micro::<S, 4, 2>(simd, a, lda, i, k, bv, nv, jv, cv);
-            i += 4;
-        }
-        jv += 2;
-    }
-    while jv < nv {
-        let mut i = 0;
-        while i < m4 {
-            micro::<S, 4, 1>(simd, a, lda, i, k, bv, nv, jv, cv);
-            i += 4;
-        }
-        jv += 1;
     }
     // Leftover rows (one window: all of them): eight independent
     // accumulators keep the FMA pipeline full.
     for i in m4..m {
         let mut jv = 0;
         while jv + 8 <= nv {
-            micro::<S, 1, 8>(simd, a, lda, i, k, bv, nv, jv, cv);
+            micro::<S, 1, 8>(simd, a, lda, i, k, bv, ldbv, jv, ldcv, jv, cv);
             jv += 8;
         }
         while jv < nv {
-            micro::<S, 1, 1>(simd, a, lda, i, k, bv, nv, jv, cv);
+            micro::<S, 1, 1>(simd, a, lda, i, k, bv, ldbv, jv, ldcv, jv, cv);
             jv += 1;
         }
     }
 }
 
-/// One LSTM step for `b` rows: gates g [b][4H] (i, f, g, o) -> c, h [b][H].
+/// One LSTM step for `b` rows: the gates (i, f, g, o) of row w at
+/// `g[w * ldg..][..4H]`, its cell state at `c[w * H..][..H]`, its new
+/// hidden state written to `h[w * ldh..][..H]`.
+///
+/// Each gate is a fraction n / d of the rational tanh (sigmoid(x) =
+/// (d + n) / 2d at x / 2), and the new c and h are each formed as one
+/// fraction: two divisions per lane instead of five (division is the
+/// slowest vector instruction here).
 #[inline(always)]
-fn lstm_cell<S: Simd>(simd: S, g: &[f32], c: &mut [f32], h: &mut [f32], hid: usize) {
-    for ((g, c), h) in g
-        .chunks_exact(4 * hid)
-        .zip(c.chunks_exact_mut(hid))
-        .zip(h.chunks_exact_mut(hid))
-    {
+#[allow(clippy::too_many_arguments)]
+fn lstm_cell<S: Simd>(
+    simd: S,
+    g: &[f32],
+    ldg: usize,
+    c: &mut [f32],
+    h: &mut [f32],
+    ldh: usize,
+    b: usize,
+    hid: usize,
+) {
+    let half = simd.splat_f32s(0.5);
+    for (w, c) in c.chunks_exact_mut(hid).take(b).enumerate() {
+        let g = &g[w * ldg..w * ldg + 4 * hid];
+        let h = &mut h[w * ldh..w * ldh + hid];
         let (gi, rest) = g.split_at(hid);
         let (gf, rest) = rest.split_at(hid);
         let (gg, go) = rest.split_at(hid);
@@ -371,12 +493,22 @@ fn lstm_cell<S: Simd>(simd: S, g: &[f32], c: &mut [f32], h: &mut [f32], hid: usi
             .zip(vc.iter_mut())
             .zip(vh.iter_mut())
         {
-            let ig = sigmoid_v(simd, *i);
-            let fg = sigmoid_v(simd, *f);
-            let cg = tanh_v(simd, *gg);
-            let og = sigmoid_v(simd, *o);
-            *c = simd.mul_add_e_f32s(fg, *c, simd.mul_f32s(ig, cg));
-            *h = simd.mul_f32s(og, tanh_v(simd, *c));
+            let (ni, di) = tanh_nd(simd, simd.mul_f32s(half, *i));
+            let (nf, df) = tanh_nd(simd, simd.mul_f32s(half, *f));
+            let (ng, dg) = tanh_nd(simd, *gg);
+            let (no, d_o) = tanh_nd(simd, simd.mul_f32s(half, *o));
+            // c' = (df + nf) / 2df * c + (di + ni) / 2di * ng / dg
+            let di_dg = simd.mul_f32s(di, dg);
+            let keep = simd.mul_f32s(simd.add_f32s(df, nf), simd.mul_f32s(*c, di_dg));
+            let num = simd.mul_add_e_f32s(simd.add_f32s(di, ni), simd.mul_f32s(ng, df), keep);
+            let cn = simd.div_f32s(simd.mul_f32s(half, num), simd.mul_f32s(df, di_dg));
+            *c = cn;
+            // h = (do + no) / 2do * nc / dc
+            let (nc, dc) = tanh_nd(simd, cn);
+            *h = simd.div_f32s(
+                simd.mul_f32s(half, simd.mul_f32s(simd.add_f32s(d_o, no), nc)),
+                simd.mul_f32s(d_o, dc),
+            );
         }
         for (((((i, f), gg), o), c), h) in ti
             .iter()
@@ -389,6 +521,20 @@ fn lstm_cell<S: Simd>(simd: S, g: &[f32], c: &mut [f32], h: &mut [f32], hid: usi
             *c = sigmoid_s(*f) * *c + sigmoid_s(*i) * tanh_s(*gg);
             *h = sigmoid_s(*o) * tanh_s(*c);
         }
+    }
+}
+
+/// y += a x.
+#[inline(always)]
+fn axpy<S: Simd>(simd: S, a: f32, x: &[f32], y: &mut [f32]) {
+    let av = simd.splat_f32s(a);
+    let (xv, xt) = S::as_simd_f32s(x);
+    let (yv, yt) = S::as_mut_simd_f32s(y);
+    for (y, x) in yv.iter_mut().zip(xv) {
+        *y = simd.mul_add_e_f32s(av, *x, *y);
+    }
+    for (y, x) in yt.iter_mut().zip(xt) {
+        *y += a * x;
     }
 }
 
@@ -422,19 +568,21 @@ impl WithSimd for BlockForward<'_> {
         let (l, f, hid, d) = (cfg.lookback, cfg.input_dim, cfg.hidden, cfg.lstm_out());
         let rows = b * l;
         let g4 = 4 * hid;
-        // Feature attention (23 x 23 per step: small, plain loops).
+        // Feature attention: logits of every row in one GEMM, then a
+        // softmax over the F features of each row.
+        let fp = net.fa_b.len();
+        for o in s.logits[..rows * fp].chunks_exact_mut(fp) {
+            o.copy_from_slice(&net.fa_b);
+        }
+        gemm_mat(simd, x, f, rows, &net.fa_w_t, &mut s.logits, fp);
         for r in 0..rows {
-            let xr = &x[r * f..(r + 1) * f];
-            for ((o, w), bias) in s
-                .logits
+            let logits = &mut s.logits[r * fp..r * fp + f];
+            softmax(logits);
+            for ((o, a), xv) in s.xt[r * f..(r + 1) * f]
                 .iter_mut()
-                .zip(net.fa_w.chunks_exact(f))
-                .zip(&net.fa_b)
+                .zip(logits.iter())
+                .zip(&x[r * f..(r + 1) * f])
             {
-                *o = bias + w.iter().zip(xr).map(|(a, b)| a * b).sum::<f32>();
-            }
-            softmax(&mut s.logits);
-            for ((o, a), xv) in s.xt[r * f..(r + 1) * f].iter_mut().zip(&s.logits).zip(xr) {
                 *o = a * xv * f as f32;
             }
         }
@@ -447,41 +595,63 @@ impl WithSimd for BlockForward<'_> {
                 _ => (s1, d, s0),
             };
             for (di, dir) in layer.iter().enumerate() {
-                for xp in s.xp[..rows * g4].chunks_exact_mut(g4) {
-                    xp.copy_from_slice(&dir.bias);
+                // A block of windows computes each step's gates in one
+                // pass (bias, input, recurrent: the working set of a
+                // step fits in L2); a lone window projects all its steps
+                // at once, so each weight row loaded serves every step.
+                let per_step = b >= 4;
+                if !per_step {
+                    for xp in s.xp[..rows * g4].chunks_exact_mut(g4) {
+                        xp.copy_from_slice(&dir.bias);
+                    }
+                    gemm_mat(simd, input, in_dim, rows, &dir.w_ih_t, &mut s.xp, g4);
                 }
-                gemm_acc(
-                    simd,
-                    input,
-                    in_dim,
-                    rows,
-                    in_dim,
-                    &dir.w_ih_t,
-                    g4,
-                    &mut s.xp,
-                );
-                s.h[..b * hid].fill(0.0);
+                // Gates accumulate in place and h goes straight to the
+                // layer output, strided by window: no copies.
                 s.c[..b * hid].fill(0.0);
+                let mut prev: Option<usize> = None;
                 for step in 0..l {
                     let t = if dir.reverse { l - 1 - step } else { step };
-                    for w in 0..b {
-                        s.g[w * g4..(w + 1) * g4]
-                            .copy_from_slice(&s.xp[(w * l + t) * g4..(w * l + t + 1) * g4]);
-                    }
-                    if step > 0 {
-                        gemm_acc(simd, &s.h, hid, b, hid, &dir.w_hh_t, g4, &mut s.g);
+                    let (g, ldg) = if per_step {
+                        let g = &mut s.xp[..b * g4];
+                        for gw in g.chunks_exact_mut(g4) {
+                            gw.copy_from_slice(&dir.bias);
+                        }
+                        gemm_mat(
+                            simd,
+                            &input[t * in_dim..],
+                            l * in_dim,
+                            b,
+                            &dir.w_ih_t,
+                            g,
+                            g4,
+                        );
+                        (0, g4)
+                    } else {
+                        (t * g4, l * g4)
+                    };
+                    if let Some(tp) = prev {
+                        gemm_mat(
+                            simd,
+                            &out[tp * d + di * hid..],
+                            l * d,
+                            b,
+                            &dir.w_hh_t,
+                            &mut s.xp[g..],
+                            ldg,
+                        );
                     }
                     lstm_cell(
                         simd,
-                        &s.g[..b * g4],
+                        &s.xp[g..],
+                        ldg,
                         &mut s.c[..b * hid],
-                        &mut s.h[..b * hid],
+                        &mut out[t * d + di * hid..],
+                        l * d,
+                        b,
                         hid,
                     );
-                    for w in 0..b {
-                        let at = (w * l + t) * d + di * hid;
-                        out[at..at + hid].copy_from_slice(&s.h[w * hid..(w + 1) * hid]);
-                    }
+                    prev = Some(t);
                 }
             }
         }
@@ -491,7 +661,7 @@ impl WithSimd for BlockForward<'_> {
         for a in s.att[..rows * ap].chunks_exact_mut(ap) {
             a.copy_from_slice(&net.att_b);
         }
-        gemm_acc(simd, seq, d, rows, d, &net.att_w_t, ap, &mut s.att);
+        gemm_mat(simd, seq, d, rows, &net.att_w_t, &mut s.att, ap);
         tanh_in_place(simd, &mut s.att[..rows * ap]);
         for w in 0..b {
             for t in 0..l {
@@ -502,10 +672,12 @@ impl WithSimd for BlockForward<'_> {
             let z = &mut s.z[w * 2 * d..(w + 1) * 2 * d];
             z[..d].fill(0.0);
             for t in 0..l {
-                let h = &seq[(w * l + t) * d..(w * l + t + 1) * d];
-                for (zv, hv) in z[..d].iter_mut().zip(h) {
-                    *zv += s.e[t] * hv;
-                }
+                axpy(
+                    simd,
+                    s.e[t],
+                    &seq[(w * l + t) * d..(w * l + t + 1) * d],
+                    &mut z[..d],
+                );
             }
             z[d..].copy_from_slice(&seq[(w * l + l - 1) * d..(w * l + l) * d]);
             let xw = &x[w * l * f..(w + 1) * l * f];
@@ -517,7 +689,7 @@ impl WithSimd for BlockForward<'_> {
         for o in s.o[..b * hp].chunks_exact_mut(hp) {
             o.copy_from_slice(&net.head_b);
         }
-        gemm_acc(simd, &s.z, 2 * d, b, 2 * d, &net.head_w_t, hp, &mut s.o);
+        gemm_mat(simd, &s.z, 2 * d, b, &net.head_w_t, &mut s.o, hp);
     }
 }
 
@@ -546,12 +718,12 @@ impl FastNet {
                 let b_ih = get(&format!("lstm.bias_ih_l{k}{sfx}"))?;
                 let b_hh = get(&format!("lstm.bias_hh_l{k}{sfx}"))?;
                 v.push(Dir {
-                    w_ih_t: transpose_padded(
+                    w_ih_t: Mat::from_linear(
                         &get(&format!("lstm.weight_ih_l{k}{sfx}"))?,
                         4 * h,
                         in_dim,
                     ),
-                    w_hh_t: transpose_padded(&get(&format!("lstm.weight_hh_l{k}{sfx}"))?, 4 * h, h),
+                    w_hh_t: Mat::from_linear(&get(&format!("lstm.weight_hh_l{k}{sfx}"))?, 4 * h, h),
                     bias: b_ih.iter().zip(&b_hh).map(|(x, y)| x + y).collect(),
                     reverse: r == 1,
                 });
@@ -562,13 +734,13 @@ impl FastNet {
         let hp = padded(3 * cfg.horizon);
         Ok(Self {
             cfg: cfg.clone(),
-            fa_w: get("feature_attn.weight")?,
-            fa_b: get("feature_attn.bias")?,
+            fa_w_t: Mat::from_linear(&get("feature_attn.weight")?, f, f),
+            fa_b: pad_to(get("feature_attn.bias")?, padded(f)),
             layers,
-            att_w_t: transpose_padded(&get("temporal_attn.proj.weight")?, a, d),
+            att_w_t: Mat::from_linear(&get("temporal_attn.proj.weight")?, a, d),
             att_b: pad_to(get("temporal_attn.proj.bias")?, ap),
             att_v: pad_to(get("temporal_attn.score.weight")?, ap),
-            head_w_t: transpose_padded(&get("head.weight")?, 3 * cfg.horizon, 2 * d),
+            head_w_t: Mat::from_linear(&get("head.weight")?, 3 * cfg.horizon, 2 * d),
             head_b: pad_to(get("head.bias")?, hp),
         })
     }
@@ -594,7 +766,7 @@ impl FastNet {
         let hp = self.head_b.len();
         let mut o = self.head_b.clone();
         for (i, zv) in z.iter().enumerate() {
-            for (ov, w) in o.iter_mut().zip(&self.head_w_t[i * hp..(i + 1) * hp]) {
+            for (ov, w) in o.iter_mut().zip(&self.head_w_t.rows[i * (hp + PAD)..]) {
                 *ov += zv * w;
             }
         }
@@ -628,7 +800,7 @@ impl FastNet {
     /// followed by its last normalised CPU and scale, [n][Z + 2] (what
     /// [`FastNet::embed`] gives for one), on up to `threads` threads.
     pub fn embed_many(&self, xs: &[f32], threads: usize) -> Vec<f32> {
-        let zd = self.head_w_t.len() / self.head_b.len();
+        let zd = self.head_w_t.k;
         self.blocks(xs, threads, zd + 2, |s, w, o| {
             o[..zd].copy_from_slice(&s.z[w * zd..(w + 1) * zd]);
             o[zd] = s.last[w];
@@ -662,15 +834,26 @@ impl FastNet {
         if threads == 1 {
             run(xs, &mut out);
         } else {
-            let per_thread = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
-            std::thread::scope(|scope| {
-                for (xc, oc) in xs
-                    .chunks(per_thread * win)
-                    .zip(out.chunks_mut(per_thread * per))
-                {
-                    let run = &run;
-                    scope.spawn(move || run(xc, oc));
+            // Threads take blocks as they go rather than a fixed share:
+            // on a shared host one core is often slower for a while, and
+            // a fixed split would wait for it.
+            let work = Mutex::new(xs.chunks(BLOCK * win).zip(out.chunks_mut(BLOCK * per)));
+            let worker = || {
+                let mut s = Scratch::new(&self.cfg, BLOCK);
+                loop {
+                    let next = work.lock().unwrap_or_else(PoisonError::into_inner).next();
+                    let Some((x, o)) = next else { break };
+                    let b = self.block(x, &mut s);
+                    for w in 0..b {
+                        emit(&s, w, &mut o[w * per..(w + 1) * per]);
+                    }
                 }
+            };
+            std::thread::scope(|scope| {
+                for _ in 1..threads {
+                    scope.spawn(worker);
+                }
+                worker();
             });
         }
         out
@@ -734,7 +917,10 @@ mod tests {
         impl WithSimd for G<'_> {
             type Output = ();
             fn with_simd<S: Simd>(self, simd: S) {
-                gemm_acc(simd, self.a, self.k, self.m, self.k, self.b, self.n, self.c)
+                gemm_acc(
+                    simd, self.a, self.k, self.m, self.k, self.b, self.n, self.n, self.c, self.n,
+                    None,
+                )
             }
         }
         for (m, k, n) in [
@@ -770,6 +956,71 @@ mod tests {
         }
     }
 
+    /// A weight matrix in both layouts: the packed strips (rows in
+    /// fours) and the strided rows (the rest) give what a linear layer
+    /// gives, bit for bit the same per row whatever the row count.
+    #[test]
+    fn packed_weights_give_the_linear_layer() {
+        struct G<'a> {
+            a: &'a [f32],
+            w: &'a Mat,
+            c: &'a mut [f32],
+            m: usize,
+        }
+        impl WithSimd for G<'_> {
+            type Output = ();
+            fn with_simd<S: Simd>(self, simd: S) {
+                gemm_mat(simd, self.a, self.w.k, self.m, self.w, self.c, self.w.n)
+            }
+        }
+        for (m, inp, out) in [
+            (1, 23, 256),
+            (4, 23, 23),
+            (7, 64, 256),
+            (16, 128, 36),
+            (9, 5, 40),
+        ] {
+            // Linear layer weight [out][inp].
+            let w: Vec<f32> = (0..out * inp)
+                .map(|i| ((i * 5 % 11) as f32) / 4.0 - 1.0)
+                .collect();
+            let a: Vec<f32> = (0..m * inp).map(|i| ((i * 7 % 13) as f32) - 6.0).collect();
+            let mat = Mat::from_linear(&w, out, inp);
+            assert_eq!(mat.packed.len(), inp * padded(out));
+            let np = padded(out);
+            let mut c = vec![0.0; m * np];
+            Arch::new().dispatch(G {
+                a: &a,
+                w: &mat,
+                c: &mut c,
+                m,
+            });
+            for i in 0..m {
+                for j in 0..np {
+                    let want: f32 = if j < out {
+                        (0..inp).map(|q| a[i * inp + q] * w[j * inp + q]).sum()
+                    } else {
+                        0.0
+                    };
+                    let got = c[i * np + j];
+                    assert!(
+                        (got - want).abs() < 1e-3,
+                        "({m},{inp},{out}) [{i},{j}] {got} vs {want}"
+                    );
+                }
+                // Row i alone gives the same bits as row i of the batch.
+                let mut one = vec![0.0; np];
+                Arch::new().dispatch(G {
+                    a: &a[i * inp..(i + 1) * inp],
+                    w: &mat,
+                    c: &mut one,
+                    m: 1,
+                });
+                assert_eq!(one, c[i * np..(i + 1) * np], "({m},{inp},{out}) row {i}");
+            }
+        }
+    }
+
     /// The fast path equals the candle model on random weights and inputs.
     #[test]
     fn equals_the_candle_model() {
@@ -790,8 +1041,9 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
                 .collect();
             let fast = FastNet::from_tensors(&cfg, &tensors).unwrap();
-            // More than one block, and a partial one.
-            let n = 2 * BLOCK + 3;
+            // More than one block, and a partial one whose rows are not a
+            // multiple of the GEMM's four.
+            let n = 2 * BLOCK + 7;
             let xs: Vec<f32> = (0..n * cfg.lookback * cfg.input_dim)
                 .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
                 .collect();
@@ -817,6 +1069,12 @@ mod tests {
             let one = fast.forward(&xs[..cfg.lookback * cfg.input_dim], 1);
             for (g, w) in one.iter().zip(&want) {
                 assert!((g - w).abs() < 1e-4, "{g} vs {w} (one window)");
+            }
+            // A few windows: the path of a lone window, with several.
+            let few = fast.forward(&xs[..3 * cfg.lookback * cfg.input_dim], 1);
+            assert_eq!(few.len(), 3 * 3 * cfg.horizon);
+            for (g, w) in few.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-4, "{g} vs {w} (three windows)");
             }
             let (z, last, scale) = fast.embed(&xs[..cfg.lookback * cfg.input_dim]);
             let e = net.encode(&x.narrow(0, 0, 1).unwrap(), None).unwrap();
