@@ -28,8 +28,9 @@
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
 //! the shipped models. Measured (`cargo bench --bench forecast`, 2-core
-//! EPYC, AVX2+FMA): bilstm 95.5 us for one window on one thread, 186 ms
-//! for 5,000 windows on both cores; figures also in the model cards.
+//! EPYC, AVX2+FMA, 2026-11-23, a noisy host): bilstm 94-101 us for one
+//! window on one thread, 180-208 ms for 5,000 windows on both cores;
+//! figures also in the model card.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
