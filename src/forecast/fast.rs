@@ -494,17 +494,20 @@ fn lstm_cell<S: Simd>(
             .zip(vc.iter_mut())
             .zip(vh.iter_mut())
         {
+            // Input and candidate first, then forget, then output: fewer
+            // values live at once (the four fractions at once spilled).
             let (ni, di) = tanh_nd(simd, simd.mul_f32s(half, *i));
-            let (nf, df) = tanh_nd(simd, simd.mul_f32s(half, *f));
             let (ng, dg) = tanh_nd(simd, *gg);
-            let (no, d_o) = tanh_nd(simd, simd.mul_f32s(half, *o));
-            // c' = (df + nf) / 2df * c + (di + ni) / 2di * ng / dg
             let di_dg = simd.mul_f32s(di, dg);
+            let add = simd.mul_f32s(simd.add_f32s(di, ni), ng);
+            let (nf, df) = tanh_nd(simd, simd.mul_f32s(half, *f));
+            // c' = (df + nf) / 2df * c + (di + ni) / 2di * ng / dg
             let keep = simd.mul_f32s(simd.add_f32s(df, nf), simd.mul_f32s(*c, di_dg));
-            let num = simd.mul_add_e_f32s(simd.add_f32s(di, ni), simd.mul_f32s(ng, df), keep);
+            let num = simd.mul_add_e_f32s(add, df, keep);
             let cn = simd.div_f32s(simd.mul_f32s(half, num), simd.mul_f32s(df, di_dg));
             *c = cn;
             // h = (do + no) / 2do * nc / dc
+            let (no, d_o) = tanh_nd(simd, simd.mul_f32s(half, *o));
             let (nc, dc) = tanh_nd(simd, cn);
             *h = simd.div_f32s(
                 simd.mul_f32s(half, simd.mul_f32s(simd.add_f32s(d_o, no), nc)),
