@@ -28,9 +28,10 @@
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
 //! the shipped models. Measured (`cargo bench --bench forecast`, 2-core
-//! EPYC, AVX2+FMA, 2026-11-23, a noisy host): bilstm 94-101 us for one
-//! window on one thread, 180-208 ms for 5,000 windows on both cores;
-//! figures also in the model card.
+//! EPYC, AVX2+FMA, 2026-11-23, a noisy host): bilstm 107-113 us for one
+//! window on one thread, 193-209 ms for 5,000 windows on both cores
+//! (the previous path, same runs: 105-144 us, 253-273 ms); figures in
+//! the model card.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
