@@ -216,23 +216,27 @@ impl Mat {
     }
 }
 
+impl Mat {
+    /// Row stride of the row-major layout.
+    fn ld(&self) -> usize {
+        stride(self.n)
+    }
+}
+
 /// C[m][n] (row stride `ldc`) += A[m][k] (row stride `lda`) x B.
 #[inline(always)]
 fn gemm_mat<S: Simd>(simd: S, a: &[f32], lda: usize, m: usize, b: &Mat, c: &mut [f32], ldc: usize) {
     let packed = (b.lanes == S::F32_LANES).then_some(&b.packed[..]);
-    gemm_acc(
-        simd,
-        a,
-        lda,
-        m,
-        b.k,
-        &b.rows,
-        stride(b.n),
-        b.n,
-        c,
-        ldc,
-        packed,
-    );
+    gemm_acc(simd, a, lda, m, b.k, &b.rows, b.ld(), b.n, c, ldc, packed);
+}
+
+/// A linear layer on m rows: C[m][n] (row stride n) = bias + A W.
+#[inline(always)]
+fn linear<S: Simd>(simd: S, a: &[f32], lda: usize, m: usize, w: &Mat, bias: &[f32], c: &mut [f32]) {
+    for row in c[..m * w.n].chunks_exact_mut(w.n) {
+        row.copy_from_slice(bias);
+    }
+    gemm_mat(simd, a, lda, m, w, c, w.n);
 }
 
 /// Row-major [rows][cols] -> [cols][stride(rows)], zero-filled.
@@ -576,10 +580,7 @@ impl WithSimd for BlockForward<'_> {
         // Feature attention: logits of every row in one GEMM, then a
         // softmax over the F features of each row.
         let fp = net.fa_b.len();
-        for o in s.logits[..rows * fp].chunks_exact_mut(fp) {
-            o.copy_from_slice(&net.fa_b);
-        }
-        gemm_mat(simd, x, f, rows, &net.fa_w_t, &mut s.logits, fp);
+        linear(simd, x, f, rows, &net.fa_w_t, &net.fa_b, &mut s.logits);
         for r in 0..rows {
             let logits = &mut s.logits[r * fp..r * fp + f];
             softmax(logits);
@@ -606,10 +607,7 @@ impl WithSimd for BlockForward<'_> {
                 // at once, so each weight row loaded serves every step.
                 let per_step = b >= 4;
                 if !per_step {
-                    for xp in s.xp[..rows * g4].chunks_exact_mut(g4) {
-                        xp.copy_from_slice(&dir.bias);
-                    }
-                    gemm_mat(simd, input, in_dim, rows, &dir.w_ih_t, &mut s.xp, g4);
+                    linear(simd, input, in_dim, rows, &dir.w_ih_t, &dir.bias, &mut s.xp);
                 }
                 // Gates accumulate in place and h goes straight to the
                 // layer output, strided by window: no copies.
@@ -618,18 +616,14 @@ impl WithSimd for BlockForward<'_> {
                 for step in 0..l {
                     let t = if dir.reverse { l - 1 - step } else { step };
                     let (g, ldg) = if per_step {
-                        let g = &mut s.xp[..b * g4];
-                        for gw in g.chunks_exact_mut(g4) {
-                            gw.copy_from_slice(&dir.bias);
-                        }
-                        gemm_mat(
+                        linear(
                             simd,
                             &input[t * in_dim..],
                             l * in_dim,
                             b,
                             &dir.w_ih_t,
-                            g,
-                            g4,
+                            &dir.bias,
+                            &mut s.xp,
                         );
                         (0, g4)
                     } else {
@@ -663,10 +657,7 @@ impl WithSimd for BlockForward<'_> {
         let seq: &[f32] = &s.seq[(net.layers.len() + 1) % 2];
         // Temporal attention.
         let ap = net.att_b.len();
-        for a in s.att[..rows * ap].chunks_exact_mut(ap) {
-            a.copy_from_slice(&net.att_b);
-        }
-        gemm_mat(simd, seq, d, rows, &net.att_w_t, &mut s.att, ap);
+        linear(simd, seq, d, rows, &net.att_w_t, &net.att_b, &mut s.att);
         tanh_in_place(simd, &mut s.att[..rows * ap]);
         for w in 0..b {
             for t in 0..l {
@@ -690,11 +681,7 @@ impl WithSimd for BlockForward<'_> {
             s.scale[w] = net.scale(xw);
         }
         // Head.
-        let hp = net.head_b.len();
-        for o in s.o[..b * hp].chunks_exact_mut(hp) {
-            o.copy_from_slice(&net.head_b);
-        }
-        gemm_mat(simd, &s.z, 2 * d, b, &net.head_w_t, &mut s.o, hp);
+        linear(simd, &s.z, 2 * d, b, &net.head_w_t, &net.head_b, &mut s.o);
     }
 }
 
@@ -768,10 +755,12 @@ impl FastNet {
     /// The head on one embedding: z, last CPU and scale -> normalised
     /// quantiles [H][3] (what an embedding-cache hit runs).
     pub fn head(&self, z: &[f32], last_cpu: f32, scale: f32, out: &mut [f32]) {
-        let hp = self.head_b.len();
         let mut o = self.head_b.clone();
         for (i, zv) in z.iter().enumerate() {
-            for (ov, w) in o.iter_mut().zip(&self.head_w_t.rows[i * (hp + PAD)..]) {
+            for (ov, w) in o
+                .iter_mut()
+                .zip(&self.head_w_t.rows[i * self.head_w_t.ld()..])
+            {
                 *ov += zv * w;
             }
         }
@@ -825,10 +814,16 @@ impl FastNet {
         let win = self.cfg.lookback * self.cfg.input_dim;
         let n = xs.len() / win;
         let mut out = vec![0.0; n * per];
-        let run = |xs: &[f32], out: &mut [f32]| {
-            let nb = (xs.len() / win).clamp(1, BLOCK);
+        // Threads take blocks as they go rather than a fixed share: on a
+        // shared host one core is often slower for a while, and a fixed
+        // split would wait for it. One thread runs the same loop in place.
+        let nb = n.clamp(1, BLOCK);
+        let work = Mutex::new(xs.chunks(nb * win).zip(out.chunks_mut(nb * per)));
+        let worker = || {
             let mut s = Scratch::new(&self.cfg, nb);
-            for (x, o) in xs.chunks(nb * win).zip(out.chunks_mut(nb * per)) {
+            loop {
+                let next = work.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some((x, o)) = next else { break };
                 let b = self.block(x, &mut s);
                 for w in 0..b {
                     emit(&s, w, &mut o[w * per..(w + 1) * per]);
@@ -836,31 +831,12 @@ impl FastNet {
             }
         };
         let threads = threads.clamp(1, n.div_ceil(BLOCK).max(1));
-        if threads == 1 {
-            run(xs, &mut out);
-        } else {
-            // Threads take blocks as they go rather than a fixed share:
-            // on a shared host one core is often slower for a while, and
-            // a fixed split would wait for it.
-            let work = Mutex::new(xs.chunks(BLOCK * win).zip(out.chunks_mut(BLOCK * per)));
-            let worker = || {
-                let mut s = Scratch::new(&self.cfg, BLOCK);
-                loop {
-                    let next = work.lock().unwrap_or_else(PoisonError::into_inner).next();
-                    let Some((x, o)) = next else { break };
-                    let b = self.block(x, &mut s);
-                    for w in 0..b {
-                        emit(&s, w, &mut o[w * per..(w + 1) * per]);
-                    }
-                }
-            };
-            std::thread::scope(|scope| {
-                for _ in 1..threads {
-                    scope.spawn(worker);
-                }
-                worker();
-            });
-        }
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(worker);
+            }
+            worker();
+        });
         out
     }
 }
