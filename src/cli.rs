@@ -1153,6 +1153,11 @@ pub struct TrainArgs {
     #[arg(long, env = "FORESCALE_TRAIN_LOG_TARGET", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub log_target: bool,
+    /// Average the weights over training (exponential moving average with
+    /// this decay per step; 0 = off). Validation, early stopping and the
+    /// saved model then use the averaged weights.
+    #[arg(long, env = "FORESCALE_TRAIN_EMA_DECAY", default_value_t = 0.0)]
+    pub ema_decay: f64,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -1165,6 +1170,11 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     if args.model == "policy" {
         return train_policy(args);
     }
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.ema_decay),
+        "--ema-decay must be in [0, 1) (0 turns the weight average off), got {}",
+        args.ema_decay
+    );
     let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let opts = crate::train::TrainOptions {
         kind: match args.model.as_str() {
@@ -1184,6 +1194,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         scale_weighting: args.scale_weighting,
         window_scale: args.window_scale,
         log_target: args.log_target,
+        ema_decay: args.ema_decay,
         ..crate::train::TrainOptions::default()
     };
     let trained = crate::train::train(&series, &opts, true)?;

@@ -138,6 +138,11 @@ pub struct TrainOptions {
     pub window_scale: bool,
     /// Model log(1 + cpu) ([`NormStats::log_target`]).
     pub log_target: bool,
+    /// Keep an exponential moving average of the weights with this decay
+    /// per optimiser step (0: off). When on, validation, early stopping
+    /// and the saved model use the averaged weights; the raw weights'
+    /// validation MAE is logged beside them.
+    pub ema_decay: f64,
 }
 
 impl Default for TrainOptions {
@@ -158,6 +163,7 @@ impl Default for TrainOptions {
             scale_weighting: false,
             window_scale: false,
             log_target: true,
+            ema_decay: 0.0,
         }
     }
 }
@@ -170,6 +176,10 @@ pub struct EpochLog {
     pub val_mae: f64,
     /// Median over series of validation MAE / train seasonal scale.
     pub val_mase_median: f64,
+    /// With a weight average: validation MAE of the raw (not averaged)
+    /// weights at the end of the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_val_mae: Option<f64>,
     pub lr: f64,
     pub seconds: f64,
 }
@@ -315,6 +325,48 @@ fn snapshot(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
     data.iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?)))
         .collect()
+}
+
+/// Exponential moving average of the weights (Polyak averaging), with
+/// the usual warm-up: the decay used at step t is min(decay, (1 + t) /
+/// (10 + t)), so early averages are not dominated by the initial weights.
+struct Ema {
+    decay: f64,
+    steps: usize,
+    weights: HashMap<String, Tensor>,
+}
+
+impl Ema {
+    fn new(varmap: &VarMap, decay: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            decay,
+            steps: 0,
+            weights: snapshot(varmap)?,
+        })
+    }
+
+    fn update(&mut self, varmap: &VarMap) -> candle_core::Result<()> {
+        let t = self.steps as f64;
+        let d = self.decay.min((1.0 + t) / (10.0 + t));
+        self.steps += 1;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        for (k, v) in data.iter() {
+            if let Some(avg) = self.weights.get_mut(k) {
+                *avg = (avg.affine(d, 0.0)? + v.as_tensor().affine(1.0 - d, 0.0)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> candle_core::Result<HashMap<String, Tensor>> {
+        self.weights
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.copy()?)))
+            .collect()
+    }
 }
 
 fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> candle_core::Result<()> {
@@ -505,6 +557,9 @@ pub fn train(
     let mut log = Vec::new();
     let (mut best, mut best_epoch, mut since_best) = (f64::INFINITY, 0usize, 0usize);
     let mut best_weights = snapshot(&varmap)?;
+    let mut ema = (opts.ema_decay > 0.0)
+        .then(|| Ema::new(&varmap, opts.ema_decay))
+        .transpose()?;
     let mut step = 0usize;
     let naive_val = naive_val_metrics(&data, &val_origins, h);
     if show_progress {
@@ -554,6 +609,9 @@ pub fn train(
                 }
             };
             opt.backward_step(&loss)?;
+            if let Some(ema) = &mut ema {
+                ema.update(&varmap)?;
+            }
             let lv = f64::from(loss.to_scalar::<f32>()?);
             loss_sum += lv;
             step += 1;
@@ -561,12 +619,29 @@ pub fn train(
             pb.inc(1);
         }
         pb.finish_and_clear();
-        let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
+        // With a weight average, validate (and keep) the averaged weights;
+        // the raw ones are put back for the next epoch's steps.
+        let mut raw_val_mae = None;
+        let (mae, mase, candidate) = match &ema {
+            None => {
+                let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
+                (mae, mase, None)
+            }
+            Some(ema) => {
+                raw_val_mae = Some(val_metrics(&net, &cfg, &data, &val_origins, &stats)?.0);
+                let raw = snapshot(&varmap)?;
+                restore(&varmap, &ema.weights)?;
+                let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
+                restore(&varmap, &raw)?;
+                (mae, mase, Some(ema.snapshot()?))
+            }
+        };
         let entry = EpochLog {
             epoch,
             train_loss: loss_sum / per_epoch as f64,
             val_mae: mae,
             val_mase_median: mase,
+            raw_val_mae,
             lr: lr_at(opts, step.saturating_sub(1), per_epoch),
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -574,15 +649,21 @@ pub fn train(
             best = mae;
             best_epoch = epoch;
             since_best = 0;
-            best_weights = snapshot(&varmap)?;
+            best_weights = match candidate {
+                Some(w) => w,
+                None => snapshot(&varmap)?,
+            };
         } else {
             since_best += 1;
         }
         if show_progress {
             eprintln!(
-                "epoch {epoch:>3}: train pinball {:.4}  val MAE {mae:.4}{}  val median MASE {mase:.4}  ({:.0} s)",
+                "epoch {epoch:>3}: train pinball {:.4}  val MAE {mae:.4}{}  val median MASE {mase:.4}{}  ({:.0} s)",
                 entry.train_loss,
                 if best_epoch == epoch { " *" } else { "" },
+                raw_val_mae.map_or(String::new(), |r| format!(
+                    "  (raw weights: val MAE {r:.4})"
+                )),
                 entry.seconds
             );
         }
@@ -746,14 +827,29 @@ pub fn write_model_card(
         trained.naive_val.0, trained.naive_val.1
     );
     let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
-    let _ = writeln!(
-        md,
-        "| epoch | train pinball (normalised) | validation MAE | validation median MASE | seconds |\n|---|---|---|---|---|"
-    );
-    for e in &trained.log {
+    let averaged = trained.log.iter().any(|e| e.raw_val_mae.is_some());
+    if averaged {
         let _ = writeln!(
             md,
-            "| {} | {:.4} | {:.4} | {:.4} | {:.0} |",
+            "Validation MAE is that of the averaged weights (the ones saved); the raw weights' is beside it.\n\n\
+             | epoch | train pinball (normalised) | validation MAE | raw weights' validation MAE | validation median MASE | seconds |\n\
+             |---|---|---|---|---|---|"
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "| epoch | train pinball (normalised) | validation MAE | validation median MASE | seconds |\n|---|---|---|---|---|"
+        );
+    }
+    for e in &trained.log {
+        let raw = match (averaged, e.raw_val_mae) {
+            (false, _) => String::new(),
+            (true, Some(r)) => format!(" {r:.4} |"),
+            (true, None) => " - |".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} | {:.4} |{raw} {:.4} | {:.0} |",
             e.epoch, e.train_loss, e.val_mae, e.val_mase_median, e.seconds
         );
     }
@@ -800,6 +896,41 @@ mod tests {
         assert!((lr_at(&o, 19, 10) - o.lr).abs() < 1e-12);
         assert!(lr_at(&o, 60, 10) < o.lr);
         assert!(lr_at(&o, 99, 10) < 1e-5);
+    }
+
+    #[test]
+    fn weight_average_follows_the_weights() {
+        let varmap = VarMap::new();
+        let w = varmap
+            .get(
+                2,
+                "w",
+                candle_nn::Init::Const(0.0),
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap();
+        let mut ema = Ema::new(&varmap, 0.5).unwrap();
+        let var = varmap.data().lock().unwrap()["w"].clone();
+        var.set(&Tensor::new(&[4.0f32, -2.0], &Device::Cpu).unwrap())
+            .unwrap();
+        // Warm-up decays: min(0.5, 1/10) then min(0.5, 2/11), then 0.5.
+        let mut want = [0.0f64, 0.0];
+        for d in [0.1, 2.0 / 11.0, 0.5] {
+            ema.update(&varmap).unwrap();
+            for (m, x) in want.iter_mut().zip([4.0, -2.0]) {
+                *m = d * *m + (1.0 - d) * x;
+            }
+        }
+        let got = ema.weights["w"].to_vec1::<f32>().unwrap();
+        for (g, m) in got.iter().zip(want) {
+            assert!((f64::from(*g) - m).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+        // The raw weights are untouched.
+        assert_eq!(w.to_vec1::<f32>().unwrap(), vec![4.0, -2.0]);
+        // A snapshot is a copy: restoring it sets the average.
+        restore(&varmap, &ema.snapshot().unwrap()).unwrap();
+        assert_eq!(w.to_vec1::<f32>().unwrap(), got);
     }
 
     #[test]
