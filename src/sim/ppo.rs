@@ -37,7 +37,7 @@ impl Default for RewardWeights {
     fn default() -> Self {
         Self {
             cost: 1.0,
-            violation: 7.0,
+            violation: 15.0,
             overload: 2.0,
             change: 0.02,
         }
@@ -86,7 +86,7 @@ impl Default for PpoOptions {
             clip: 0.2,
             entropy: 0.01,
             value_coef: 0.5,
-            validate_every: 10,
+            validate_every: 2,
             seed: 42,
             reward: RewardWeights::default(),
             guardrails: true,
