@@ -910,13 +910,14 @@ mod tests {
                 &Device::Cpu,
             )
             .unwrap();
-        let mut ema = Ema::new(&varmap, 0.5).unwrap();
+        let mut ema = Ema::new(&varmap, 0.2).unwrap();
         let var = varmap.data().lock().unwrap()["w"].clone();
         var.set(&Tensor::new(&[4.0f32, -2.0], &Device::Cpu).unwrap())
             .unwrap();
-        // Warm-up decays: min(0.5, 1/10) then min(0.5, 2/11), then 0.5.
+        // Warm-up decays (1 + t) / (10 + t): 1/10, then 2/11, then the
+        // cap 0.2 (3/12 would be more).
         let mut want = [0.0f64, 0.0];
-        for d in [0.1, 2.0 / 11.0, 0.5] {
+        for d in [0.1, 2.0 / 11.0, 0.2] {
             ema.update(&varmap).unwrap();
             for (m, x) in want.iter_mut().zip([4.0, -2.0]) {
                 *m = d * *m + (1.0 - d) * x;
