@@ -622,18 +622,15 @@ pub fn train(
         // With a weight average, validate (and keep) the averaged weights;
         // the raw ones are put back for the next epoch's steps.
         let mut raw_val_mae = None;
-        let (mae, mase, candidate) = match &ema {
-            None => {
-                let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
-                (mae, mase, None)
-            }
+        let (mae, mase) = match &ema {
+            None => val_metrics(&net, &cfg, &data, &val_origins, &stats)?,
             Some(ema) => {
                 raw_val_mae = Some(val_metrics(&net, &cfg, &data, &val_origins, &stats)?.0);
                 let raw = snapshot(&varmap)?;
                 restore(&varmap, &ema.weights)?;
-                let (mae, mase) = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
+                let scores = val_metrics(&net, &cfg, &data, &val_origins, &stats)?;
                 restore(&varmap, &raw)?;
-                (mae, mase, Some(ema.snapshot()?))
+                scores
             }
         };
         let entry = EpochLog {
@@ -649,8 +646,8 @@ pub fn train(
             best = mae;
             best_epoch = epoch;
             since_best = 0;
-            best_weights = match candidate {
-                Some(w) => w,
+            best_weights = match &ema {
+                Some(ema) => ema.snapshot()?,
                 None => snapshot(&varmap)?,
             };
         } else {
