@@ -4,11 +4,12 @@
 //! - Windows go through in blocks of [`BLOCK`]: every matmul of the network
 //!   is then one small GEMM with the block's rows, so each weight loaded
 //!   from cache serves many windows. Per LSTM step the gates of the block
-//!   are one pass (bias, then the input and the recurrent products
-//!   accumulated in place, four gates fused): the working set of a step
-//!   (weights of one layer and direction, the block's sequences) stays in
-//!   L2. A lone window instead projects the inputs of all its steps in
-//!   one GEMM before the recurrence.
+//!   are one pass ([`gates`]: each tile of the four fused gates starts
+//!   from the bias and takes the input and the recurrent products in
+//!   registers, then is stored once): the working set of a step (weights
+//!   of one layer and direction, the block's sequences) stays in L2. A
+//!   lone window instead projects the inputs of all its steps in one GEMM
+//!   before the recurrence.
 //! - Weights are stored twice ([`Mat`]): row-major with a stride that is
 //!   not a power of two (a lone window's path; a 1 KB stride put a
 //!   column strip of every row in the same few L1 sets), and packed in
@@ -360,6 +361,33 @@ pub fn gemm(a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], n: usize, c: &
     });
 }
 
+/// acc[r][q] += sum over kk of A[i0 + r][kk] x B[kk][jb0 + q], kk in
+/// order: `MR` rows x `NR` vectors over all of K.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mac<S: Simd, const MR: usize, const NR: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; NR]; MR],
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    k: usize,
+    bv: &[S::f32s],
+    ldbv: usize,
+    jb0: usize,
+) {
+    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
+    for kk in 0..k {
+        let b = &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR];
+        for r in 0..MR {
+            let av = simd.splat_f32s(rows[r][kk]);
+            for q in 0..NR {
+                acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
+            }
+        }
+    }
+}
+
 /// `MR` rows x `NR` vectors of C += A B over all of K.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -380,18 +408,122 @@ fn micro<S: Simd, const MR: usize, const NR: usize>(
     for (r, acc_r) in acc.iter_mut().enumerate() {
         acc_r.copy_from_slice(&cv[(i0 + r) * ldcv + jv0..(i0 + r) * ldcv + jv0 + NR]);
     }
-    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
-    for kk in 0..k {
-        let b = &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR];
-        for r in 0..MR {
-            let av = simd.splat_f32s(rows[r][kk]);
-            for q in 0..NR {
-                acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
-            }
-        }
-    }
+    mac(simd, &mut acc, a, lda, i0, k, bv, ldbv, jb0);
     for (r, acc_r) in acc.iter().enumerate() {
         cv[(i0 + r) * ldcv + jv0..(i0 + r) * ldcv + jv0 + NR].copy_from_slice(acc_r);
+    }
+}
+
+/// One operand pair of [`gates`]: rows of A (row stride `lda`) times
+/// the packed panels of B.
+#[derive(Clone, Copy)]
+struct Operand<'a, V> {
+    a: &'a [f32],
+    lda: usize,
+    k: usize,
+    packed: &'a [V],
+}
+
+impl<'a, V> Operand<'a, V> {
+    /// The packed [k][width] panel of the strip at vector `jv`.
+    #[inline(always)]
+    fn panel(&self, jv: usize, width: usize) -> &'a [V] {
+        &self.packed[self.k * jv..self.k * (jv + width)]
+    }
+}
+
+/// `MR` rows x `NR` vectors of C = bias + A1 B1 (+ A2 B2), in that
+/// order of accumulation, from the strip at vector `jv` of packed B.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn micro_gates<S: Simd, const MR: usize, const NR: usize>(
+    simd: S,
+    i0: usize,
+    jv: usize,
+    bias: &[S::f32s],
+    x: Operand<'_, S::f32s>,
+    h: Option<Operand<'_, S::f32s>>,
+    ldcv: usize,
+    cv: &mut [S::f32s],
+) {
+    let mut acc = [[simd.splat_f32s(0.0); NR]; MR];
+    for acc_r in acc.iter_mut() {
+        acc_r.copy_from_slice(&bias[jv..jv + NR]);
+    }
+    mac(simd, &mut acc, x.a, x.lda, i0, x.k, x.panel(jv, NR), NR, 0);
+    if let Some(h) = h {
+        mac(simd, &mut acc, h.a, h.lda, i0, h.k, h.panel(jv, NR), NR, 0);
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        cv[(i0 + r) * ldcv + jv..(i0 + r) * ldcv + jv + NR].copy_from_slice(acc_r);
+    }
+}
+
+/// The gates of one LSTM step for `m` rows, in one pass over C:
+/// C[m][4H] (row stride `ldc`) = bias + X W_ih (+ H W_hh when `h` is
+/// given). Each tile of C is set from the bias and both products are
+/// accumulated in registers before it is stored once; the order of
+/// accumulation is that of [`linear`] then [`gemm_mat`], so the result
+/// is the same to the bit. Falls back to those two when the weights are
+/// not packed for this SIMD width.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gates<S: Simd>(
+    simd: S,
+    x: &[f32],
+    ldx: usize,
+    w_ih: &Mat,
+    h: Option<(&[f32], usize)>,
+    w_hh: &Mat,
+    bias: &[f32],
+    m: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 {
+        return;
+    }
+    let packed = w_ih.lanes == S::F32_LANES && w_hh.lanes == S::F32_LANES;
+    if !packed || ldc != w_ih.n {
+        linear(simd, x, ldx, m, w_ih, bias, c);
+        if let Some((h, ldh)) = h {
+            gemm_mat(simd, h, ldh, m, w_hh, c, ldc);
+        }
+        return;
+    }
+    let n = w_ih.n;
+    let nv = n / S::F32_LANES;
+    let ldcv = ldc / S::F32_LANES;
+    let bias = S::as_simd_f32s(&bias[..n]).0;
+    let cv = S::as_mut_simd_f32s(&mut c[..(m - 1) * ldc + n]).0;
+    let xo = Operand {
+        a: x,
+        lda: ldx,
+        k: w_ih.k,
+        packed: S::as_simd_f32s(&w_ih.packed).0,
+    };
+    let ho = h.map(|(a, lda)| Operand {
+        a,
+        lda,
+        k: w_hh.k,
+        packed: S::as_simd_f32s(&w_hh.packed).0,
+    });
+    let m4 = m - m % 4;
+    for (jv, w) in strips(nv) {
+        for i in (0..m4).step_by(4) {
+            match w {
+                3 => micro_gates::<S, 4, 3>(simd, i, jv, bias, xo, ho, ldcv, cv),
+                2 => micro_gates::<S, 4, 2>(simd, i, jv, bias, xo, ho, ldcv, cv),
+                _ => micro_gates::<S, 4, 1>(simd, i, jv, bias, xo, ho, ldcv, cv),
+            }
+        }
+        for i in m4..m {
+            match w {
+                3 => micro_gates::<S, 1, 3>(simd, i, jv, bias, xo, ho, ldcv, cv),
+                2 => micro_gates::<S, 1, 2>(simd, i, jv, bias, xo, ho, ldcv, cv),
+                _ => micro_gates::<S, 1, 1>(simd, i, jv, bias, xo, ho, ldcv, cv),
+            }
+        }
     }
 }
 
@@ -616,30 +748,33 @@ impl WithSimd for BlockForward<'_> {
                 for step in 0..l {
                     let t = if dir.reverse { l - 1 - step } else { step };
                     let (g, ldg) = if per_step {
-                        linear(
+                        gates(
                             simd,
                             &input[t * in_dim..],
                             l * in_dim,
-                            b,
                             &dir.w_ih_t,
+                            prev.map(|tp| (&out[tp * d + di * hid..], l * d)),
+                            &dir.w_hh_t,
                             &dir.bias,
+                            b,
                             &mut s.xp,
+                            g4,
                         );
                         (0, g4)
                     } else {
+                        if let Some(tp) = prev {
+                            gemm_mat(
+                                simd,
+                                &out[tp * d + di * hid..],
+                                l * d,
+                                b,
+                                &dir.w_hh_t,
+                                &mut s.xp[t * g4..],
+                                l * g4,
+                            );
+                        }
                         (t * g4, l * g4)
                     };
-                    if let Some(tp) = prev {
-                        gemm_mat(
-                            simd,
-                            &out[tp * d + di * hid..],
-                            l * d,
-                            b,
-                            &dir.w_hh_t,
-                            &mut s.xp[g..],
-                            ldg,
-                        );
-                    }
                     lstm_cell(
                         simd,
                         &s.xp[g..],
@@ -908,6 +1043,97 @@ mod tests {
                         (got - want).abs() < 1e-3,
                         "({m},{k},{n}) [{i},{j}] {got} vs {want}"
                     );
+                }
+            }
+        }
+    }
+
+    /// One LSTM step's gates in one pass (bias, input and recurrent
+    /// products in registers) give the bits of the separate linear layer
+    /// and recurrent GEMM, with and without a previous h.
+    #[test]
+    fn fused_gates_equal_the_two_products() {
+        struct G<'a> {
+            x: &'a [f32],
+            ldx: usize,
+            h: Option<(&'a [f32], usize)>,
+            w_ih: &'a Mat,
+            w_hh: &'a Mat,
+            bias: &'a [f32],
+            m: usize,
+            fused: bool,
+            c: &'a mut [f32],
+        }
+        impl WithSimd for G<'_> {
+            type Output = ();
+            fn with_simd<S: Simd>(self, simd: S) {
+                let n = self.w_ih.n;
+                if self.fused {
+                    gates(
+                        simd, self.x, self.ldx, self.w_ih, self.h, self.w_hh, self.bias, self.m,
+                        self.c, n,
+                    );
+                } else {
+                    linear(simd, self.x, self.ldx, self.m, self.w_ih, self.bias, self.c);
+                    if let Some((h, ldh)) = self.h {
+                        gemm_mat(simd, h, ldh, self.m, self.w_hh, self.c, n);
+                    }
+                }
+            }
+        }
+        let (hid, g4) = (64, 256);
+        for (m, inp) in [(16, 23), (7, 128), (1, 23), (5, 40)] {
+            let w_ih: Vec<f32> = (0..g4 * inp)
+                .map(|i| ((i * 5 % 11) as f32) / 7.0 - 0.7)
+                .collect();
+            let w_hh: Vec<f32> = (0..g4 * hid)
+                .map(|i| ((i * 3 % 17) as f32) / 9.0 - 0.9)
+                .collect();
+            let bias: Vec<f32> = (0..g4).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
+            // Rows strided as in the block path (a wider row than k).
+            let (ldx, ldh) = (inp + 3, hid + 9);
+            let x: Vec<f32> = (0..m * ldx)
+                .map(|i| ((i * 7 % 13) as f32) / 3.0 - 2.0)
+                .collect();
+            let hs: Vec<f32> = (0..m * ldh)
+                .map(|i| ((i * 11 % 19) as f32) / 19.0 - 0.5)
+                .collect();
+            let (wi, wh) = (
+                Mat::from_linear(&w_ih, g4, inp),
+                Mat::from_linear(&w_hh, g4, hid),
+            );
+            for with_h in [false, true] {
+                let h = with_h.then_some((&hs[..], ldh));
+                let mut out = [vec![f32::NAN; m * g4], vec![f32::NAN; m * g4]];
+                for (fused, c) in [false, true].into_iter().zip(out.iter_mut()) {
+                    Arch::new().dispatch(G {
+                        x: &x,
+                        ldx,
+                        h,
+                        w_ih: &wi,
+                        w_hh: &wh,
+                        bias: &bias,
+                        m,
+                        fused,
+                        c,
+                    });
+                }
+                assert_eq!(out[0], out[1], "m {m}, inp {inp}, h {with_h}");
+                // And both are the definition.
+                for i in 0..m {
+                    for j in 0..g4 {
+                        let mut want = bias[j];
+                        want += (0..inp)
+                            .map(|q| x[i * ldx + q] * w_ih[j * inp + q])
+                            .sum::<f32>();
+                        if with_h {
+                            want += (0..hid)
+                                .map(|q| hs[i * ldh + q] * w_hh[j * hid + q])
+                                .sum::<f32>();
+                        }
+                        let got = out[1][i * g4 + j];
+                        assert!((got - want).abs() < 1e-3, "[{i},{j}] {got} vs {want}");
+                    }
                 }
             }
         }
