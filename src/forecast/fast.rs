@@ -28,11 +28,12 @@
 //!   others.
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
-//! the shipped models. Measured (`cargo bench --bench forecast`, 2-core
-//! EPYC, AVX2+FMA, 2026-11-23, a noisy host): bilstm 107-113 us for one
-//! window on one thread, 193-209 ms for 5,000 windows on both cores
-//! (the previous path, same runs: 105-144 us, 253-273 ms); figures in
-//! the model card.
+//! the shipped models. Measured (2-core EPYC, AVX2+FMA, 2026-11-23, a host
+//! whose speed swings by a third from minute to minute): 84-117 us for one
+//! window on one thread and 140-232 ms for 5,000 windows on both cores
+//! (`cargo bench --bench forecast`); the one-pass gates take about 10 %
+//! less time than the two-pass path of the day before when the two are
+//! interleaved in one process. Figures in the model card.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
