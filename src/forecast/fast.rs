@@ -461,8 +461,8 @@ fn micro_gates<S: Simd, const MR: usize, const NR: usize>(
 }
 
 /// The gates of one LSTM step for `m` rows, in one pass over C:
-/// C[m][4H] (row stride `ldc`) = bias + X W_ih (+ H W_hh when `h` is
-/// given). Each tile of C is set from the bias and both products are
+/// C[m][4H] (rows contiguous, as [`linear`] writes them) = bias + X W_ih
+/// (+ H W_hh when `h` is given). Each tile of C is set from the bias and both products are
 /// accumulated in registers before it is stored once; the order of
 /// accumulation is that of [`linear`] then [`gemm_mat`], so the result
 /// is the same to the bit. Falls back to those two when the weights are
@@ -479,24 +479,18 @@ fn gates<S: Simd>(
     bias: &[f32],
     m: usize,
     c: &mut [f32],
-    ldc: usize,
 ) {
-    if m == 0 {
-        return;
-    }
-    let packed = w_ih.lanes == S::F32_LANES && w_hh.lanes == S::F32_LANES;
-    if !packed || ldc != w_ih.n {
+    let n = w_ih.n;
+    if w_ih.lanes != S::F32_LANES || w_hh.lanes != S::F32_LANES {
         linear(simd, x, ldx, m, w_ih, bias, c);
         if let Some((h, ldh)) = h {
-            gemm_mat(simd, h, ldh, m, w_hh, c, ldc);
+            gemm_mat(simd, h, ldh, m, w_hh, c, n);
         }
         return;
     }
-    let n = w_ih.n;
-    let nv = n / S::F32_LANES;
-    let ldcv = ldc / S::F32_LANES;
+    let ldcv = n / S::F32_LANES;
     let bias = S::as_simd_f32s(&bias[..n]).0;
-    let cv = S::as_mut_simd_f32s(&mut c[..(m - 1) * ldc + n]).0;
+    let cv = S::as_mut_simd_f32s(&mut c[..m * n]).0;
     let xo = Operand {
         a: x,
         lda: ldx,
@@ -510,7 +504,7 @@ fn gates<S: Simd>(
         packed: S::as_simd_f32s(&w_hh.packed).0,
     });
     let m4 = m - m % 4;
-    for (jv, w) in strips(nv) {
+    for (jv, w) in strips(ldcv) {
         for i in (0..m4).step_by(4) {
             match w {
                 3 => micro_gates::<S, 4, 3>(simd, i, jv, bias, xo, ho, ldcv, cv),
@@ -759,7 +753,6 @@ impl WithSimd for BlockForward<'_> {
                             &dir.bias,
                             b,
                             &mut s.xp,
-                            g4,
                         );
                         (0, g4)
                     } else {
@@ -1068,16 +1061,15 @@ mod tests {
         impl WithSimd for G<'_> {
             type Output = ();
             fn with_simd<S: Simd>(self, simd: S) {
-                let n = self.w_ih.n;
                 if self.fused {
                     gates(
                         simd, self.x, self.ldx, self.w_ih, self.h, self.w_hh, self.bias, self.m,
-                        self.c, n,
+                        self.c,
                     );
                 } else {
                     linear(simd, self.x, self.ldx, self.m, self.w_ih, self.bias, self.c);
                     if let Some((h, ldh)) = self.h {
-                        gemm_mat(simd, h, ldh, self.m, self.w_hh, self.c, n);
+                        gemm_mat(simd, h, ldh, self.m, self.w_hh, self.c, self.w_ih.n);
                     }
                 }
             }
