@@ -1181,6 +1181,12 @@ pub struct TrainArgs {
     /// saved model then use the averaged weights.
     #[arg(long, env = "FORESCALE_TRAIN_EMA_DECAY", default_value_t = 0.0)]
     pub ema_decay: f64,
+    /// Fit on the first this many % of each series: 70 = the train split
+    /// (validation stops training early); 85 = train + validation (a
+    /// fixed number of epochs, the last one kept; validation is then
+    /// in-sample); below 70 leaves a gap before validation.
+    #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = 70)]
+    pub fit_end_pct: usize,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -1197,6 +1203,11 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         (0.0..1.0).contains(&args.ema_decay),
         "--ema-decay must be in [0, 1) (0 turns the weight average off), got {}",
         args.ema_decay
+    );
+    anyhow::ensure!(
+        (1..=85).contains(&args.fit_end_pct),
+        "--fit-end-pct must be in 1-85 (70 = the train split, 85 = train + validation), got {}",
+        args.fit_end_pct
     );
     let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let opts = crate::train::TrainOptions {
@@ -1218,6 +1229,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         window_scale: args.window_scale,
         log_target: args.log_target,
         ema_decay: args.ema_decay,
+        fit_end_pct: args.fit_end_pct,
         ..crate::train::TrainOptions::default()
     };
     let trained = crate::train::train(&series, &opts, true)?;

@@ -143,6 +143,15 @@ pub struct TrainOptions {
     /// and the saved model use the averaged weights; the raw weights'
     /// validation MAE is logged beside them.
     pub ema_decay: f64,
+    /// Fit on the first `fit_end_pct` % of each series (floor, as the
+    /// EVAL.md cut points): windows whose targets lie there, and the
+    /// z-score statistics of those rows. 70 (the default) is the train
+    /// split, and the validation split then stops training early. Above
+    /// 70 the fit reaches into validation (85 = train + validation, the
+    /// refit the statistical peers make): validation is then in-sample,
+    /// so nothing stops early, and the last epoch is kept. Below 70 leaves
+    /// a gap before validation (how much the most recent data is worth).
+    pub fit_end_pct: usize,
 }
 
 impl Default for TrainOptions {
@@ -164,8 +173,21 @@ impl Default for TrainOptions {
             window_scale: false,
             log_target: true,
             ema_decay: 0.0,
+            fit_end_pct: 70,
         }
     }
+}
+
+impl TrainOptions {
+    /// The fit reaches into validation: no early stopping, last epoch kept.
+    pub fn refit(&self) -> bool {
+        self.fit_end_pct > 70
+    }
+}
+
+/// End (exclusive) of the fitted rows of a series of `len` steps.
+fn fit_end(len: usize, pct: usize) -> usize {
+    len * pct / 100
 }
 
 /// One line of the training log.
@@ -503,7 +525,8 @@ fn build(arch: &Architecture, vb: VarBuilder) -> candle_core::Result<TrainNet> {
     })
 }
 
-/// Train on the train split; stop early on the validation split.
+/// Train on the train split (or the rows `fit_end_pct` says); stop early on
+/// the validation split unless the fit covers it.
 pub fn train(
     series: &[GriddedSeries],
     opts: &TrainOptions,
@@ -512,10 +535,15 @@ pub fn train(
     let started = Instant::now();
     let cfg = architecture(opts);
     let (l, h, known) = (cfg.lookback(), cfg.horizon(), known_inputs(&cfg));
+    anyhow::ensure!(
+        (1..=85).contains(&opts.fit_end_pct),
+        "the fit must end inside train + validation (1-85 % of each series), got {} %",
+        opts.fit_end_pct
+    );
     let stats = NormStats::fit_with(
         series
             .iter()
-            .flat_map(|s| &s.window.rows[..s.split.train_end]),
+            .flat_map(|s| &s.window.rows[..fit_end(s.window.rows.len(), opts.fit_end_pct)]),
         opts.log_target,
     );
     let data = prepare(series, &stats);
@@ -524,8 +552,9 @@ pub fn train(
     let mut val_origins: Vec<Origin> = Vec::new();
     for (i, s) in series.iter().enumerate() {
         let sp = s.split;
-        // Targets inside train only.
-        train_origins.extend((l..(sp.train_end + 1).saturating_sub(h)).map(|t| (i, t)));
+        // Targets inside the fitted rows only (the train split by default).
+        let end = fit_end(s.window.rows.len(), opts.fit_end_pct);
+        train_origins.extend((l..(end + 1).saturating_sub(h)).map(|t| (i, t)));
         // Origins every H steps over validation, as EVAL.md does over test.
         let mut t = sp.train_end.max(l);
         while t + h <= sp.val_end {
@@ -574,6 +603,12 @@ pub fn train(
             val_origins.len(),
             opts.batch
         );
+        if opts.refit() {
+            eprintln!(
+                "fitting on the first {} % of each series: validation is in-sample, so it stops nothing; the last epoch is kept",
+                opts.fit_end_pct
+            );
+        }
     }
     for epoch in 1..=opts.max_epochs {
         let pb = if show_progress {
@@ -642,7 +677,8 @@ pub fn train(
             lr: lr_at(opts, step.saturating_sub(1), per_epoch),
             seconds: started.elapsed().as_secs_f64(),
         };
-        if mae < best {
+        // A refit keeps its last epoch: validation is in-sample there.
+        if mae < best || opts.refit() {
             best = mae;
             best_epoch = epoch;
             since_best = 0;
@@ -665,7 +701,7 @@ pub fn train(
             );
         }
         log.push(entry);
-        if since_best >= opts.patience {
+        if since_best >= opts.patience && !opts.refit() {
             if show_progress {
                 eprintln!(
                     "early stop: no better validation MAE for {} epochs",
@@ -802,15 +838,32 @@ pub fn write_model_card(
     }
     let _ = writeln!(md, "## Training\n");
     let _ = writeln!(md, "- Command: `{}`", t["command"].as_str().unwrap_or("?"));
+    let fit_pct = t["options"]["fit_end_pct"].as_u64().unwrap_or(70);
+    let _ = match fit_pct {
+        70 => writeln!(
+            md,
+            "- Data: `{}`, EVAL.md grid; train split (first 70 % of each series) for fitting and the z-score statistics, \
+             validation split (next 15 %) for early stopping; the test split (last 15 %) is only scored below.",
+            t["dataset"].as_str().unwrap_or("?")
+        ),
+        p if p > 70 => writeln!(
+            md,
+            "- Data: `{}`, EVAL.md grid; the first {p} % of each series (train and validation splits) for fitting and the \
+             z-score statistics, a fixed number of epochs, the last one kept (validation is in-sample here, so it stops \
+             nothing; its figures below are in-sample); the test split (last 15 %) is only scored below.",
+            t["dataset"].as_str().unwrap_or("?")
+        ),
+        p => writeln!(
+            md,
+            "- Data: `{}`, EVAL.md grid; the first {p} % of each series for fitting and the z-score statistics \
+             (a gap before validation), validation split (70-85 %) for early stopping; the test split (last 15 %) is \
+             only scored below.",
+            t["dataset"].as_str().unwrap_or("?")
+        ),
+    };
     let _ = writeln!(
         md,
-        "- Data: `{}`, EVAL.md grid; train split (first 70 % of each series) for fitting and the z-score statistics, \
-         validation split (next 15 %) for early stopping; the test split (last 15 %) is only scored below.",
-        t["dataset"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(
-        md,
-        "- {} train windows, {} validation origins; {} epochs run, best epoch {} (validation MAE {:.4}); {:.0} s on this machine (2 cores, CPU).",
+        "- {} train windows, {} validation origins; {} epochs run, kept epoch {} (validation MAE {:.4}); {:.0} s on this machine (2 cores, CPU).",
         trained.train_windows,
         trained.val_windows,
         trained.log.len(),
@@ -929,6 +982,60 @@ mod tests {
         // A snapshot is a copy: restoring it sets the average.
         restore(&varmap, &ema.snapshot().unwrap()).unwrap();
         assert_eq!(w.to_vec1::<f32>().unwrap(), got);
+    }
+
+    /// Two series of 400 steps (train 280, validation 60, test 60).
+    fn tiny_series() -> Vec<GriddedSeries> {
+        let series: Vec<crate::data::Series> = (0..2)
+            .map(|k| crate::data::Series {
+                id: format!("s{k}"),
+                samples: (0..400)
+                    .map(|i| {
+                        let cpu = 20.0 + 10.0 * ((i + 7 * k) as f32 / 6.0).sin();
+                        crate::domain::MetricSample::cpu_only(1_700_000_000 + i * 300, cpu)
+                    })
+                    .collect(),
+            })
+            .collect();
+        crate::data::prepare(&series, 300)
+    }
+
+    fn tiny_options(fit_end_pct: usize) -> TrainOptions {
+        TrainOptions {
+            lookback: 6,
+            max_epochs: 3,
+            warmup_epochs: 1,
+            patience: 1,
+            windows_per_epoch: 64,
+            batch: 32,
+            hidden: 4,
+            lr: 0.0,
+            fit_end_pct,
+            ..TrainOptions::default()
+        }
+    }
+
+    #[test]
+    fn the_fit_covers_the_rows_it_is_told() {
+        let series = tiny_series();
+        assert_eq!(series[0].split.train_end, 280);
+        let (l, h) = (6, 12);
+        // Windows whose 12 targets end inside the fitted rows, per series.
+        let want = |end: usize| 2 * (end + 1 - h - l);
+        // Learning rate 0: validation never improves after epoch 1, so the
+        // train split stops early (patience 1) and keeps epoch 1, and a
+        // refit runs every epoch and keeps the last.
+        let plain = train(&series, &tiny_options(70), false).unwrap();
+        assert_eq!(plain.train_windows, want(280));
+        assert_eq!((plain.log.len(), plain.best_epoch), (2, 1));
+        let refit = train(&series, &tiny_options(85), false).unwrap();
+        assert_eq!(refit.train_windows, want(340));
+        assert_eq!((refit.log.len(), refit.best_epoch), (3, 3));
+        // Validation origins stay those of the validation split.
+        assert_eq!(refit.val_windows, plain.val_windows);
+        let gap = train(&series, &tiny_options(50), false).unwrap();
+        assert_eq!(gap.train_windows, want(200));
+        assert!(train(&series, &tiny_options(86), false).is_err());
     }
 
     #[test]
