@@ -503,6 +503,12 @@ pub struct SimulateArgs {
     /// frontier.svg (cost vs SLA).
     #[arg(long, env = "FORESCALE_SIM_OUT", default_value = "reports/sim")]
     pub out: PathBuf,
+    /// Segment to score: `test` (the benchmark) or `validation` (where
+    /// POLICY_EVAL.md lets policies be tuned). The replay starts at the
+    /// validation start either way.
+    #[arg(long, env = "FORESCALE_SIM_SEGMENT", default_value = "test",
+          value_parser = ["test", "validation"])]
+    pub segment: String,
 }
 
 #[derive(Debug, Args)]
@@ -1026,8 +1032,12 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let traces = sim::traces::load_spec(&args.data_root, &args.trace)
         .with_context(|| format!("--trace {}", args.trace))?;
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
+    let segment = match args.segment.as_str() {
+        "validation" => sim::Segment::Validation,
+        _ => sim::Segment::Test,
+    };
     let started = std::time::Instant::now();
-    let runs = sim::run_all(&traces, &specs, |trace, runs| {
+    let runs = sim::run_all(&traces, &specs, segment, |trace, runs| {
         eprintln!(
             "[{:>5.1}s] {:<26} {} steps scored: {}",
             started.elapsed().as_secs_f64(),
@@ -1049,7 +1059,12 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         if refs.is_empty() {
             refs = trace_runs.iter().take(6).collect();
         }
-        sim::report::plot(&args.out.join(format!("{}.svg", trace.id)), trace, &refs)?;
+        sim::report::plot(
+            &args.out.join(format!("{}.svg", trace.id)),
+            trace,
+            &refs,
+            segment,
+        )?;
     }
     let scores: Vec<sim::Scores> = runs.iter().flatten().map(|r| r.scores.clone()).collect();
     let agg = sim::report::aggregate(&scores);
@@ -1058,10 +1073,10 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         .any(|s| sim::report::family(&s.policy).is_some())
     {
         let path = args.out.join("frontier.svg");
-        sim::report::frontier(&path, &agg)?;
+        sim::report::frontier(&path, &agg, segment)?;
         eprintln!("cost / service-level trade-off: {}", path.display());
     }
-    sim::report::write(&args.out, &scores, &agg, &command_line())?;
+    sim::report::write(&args.out, &scores, &agg, &command_line(), segment)?;
     println!(
         "mean over {} traces\n{}",
         traces.len(),

@@ -474,18 +474,46 @@ impl PolicySpec {
 /// three steps).
 pub const SIM_HORIZON: usize = 3;
 
-/// Replay every trace against every policy; forecasts are made once per
-/// trace and forecaster. Returns the runs of each trace, oracle-relative
-/// costs filled in when the oracle is among the policies. `progress`
-/// hears about each trace as it finishes.
+/// The segment a replay scores (POLICY_EVAL.md: policies learn on train,
+/// are tuned on validation and scored on test). Either way the replay
+/// starts at the validation start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Validation,
+    Test,
+}
+
+impl Segment {
+    /// Steps scored.
+    pub fn range(self, trace: &Trace) -> Range<usize> {
+        match self {
+            Self::Validation => trace.split.train_end..trace.split.val_end,
+            Self::Test => trace.split.val_end..trace.load.len(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Validation => "validation",
+            Self::Test => "test",
+        }
+    }
+}
+
+/// Replay every trace against every policy, scored on `segment`;
+/// forecasts are made once per trace and forecaster. Returns the runs of
+/// each trace, oracle-relative costs filled in when the oracle is among
+/// the policies. `progress` hears about each trace as it finishes.
 pub fn run_all(
     traces: &[Trace],
     specs: &[PolicySpec],
+    segment: Segment,
     mut progress: impl FnMut(&Trace, &[Run]),
 ) -> Result<Vec<Vec<Run>>, crate::forecast::ModelError> {
     let mut out = Vec::with_capacity(traces.len());
     for trace in traces {
         let from = trace.split.train_end.max(1);
+        let scored = segment.range(trace);
         let mut tables: Vec<(String, ForecastTable)> = Vec::new();
         let mut runs = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -500,8 +528,10 @@ pub fn run_all(
                 None => None,
             };
             runs.push(match spec.build() {
-                Some(mut policy) => simulate(trace, policy.as_mut(), table),
-                None => simulate_oracle(trace),
+                Some(mut policy) => {
+                    replay_scores(trace, policy.as_mut(), table, from, scored.clone())
+                }
+                None => simulate_oracle_in(trace, from, scored.clone()),
             });
         }
         let mut scores: Vec<Scores> = runs.iter().map(|r| r.scores.clone()).collect();
@@ -589,6 +619,42 @@ mod tests {
         assert_eq!(r.ready, vec![1, 1, 2, 2, 2]);
         assert_eq!(r.total, vec![3, 2, 2, 2, 2]);
         assert!((r.scores.cost_usd - 11.0 * COST_PER_STEP).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_segment_sets_the_steps_scored_not_the_replay_start() {
+        let mut t = trace(vec![0.9, 0.9, 0.9, 2.7, 2.7, 0.9, 0.9, 0.9]);
+        t.split = Split {
+            train_end: 2,
+            val_end: 5,
+            len: 8,
+        };
+        let specs = [
+            PolicySpec::parse("oracle", &Catalog::default()).unwrap(),
+            PolicySpec::parse("hold", &Catalog::default()).unwrap(),
+        ];
+        let test = run_all(std::slice::from_ref(&t), &specs, Segment::Test, |_, _| {}).unwrap();
+        let val = run_all(
+            std::slice::from_ref(&t),
+            &specs,
+            Segment::Validation,
+            |_, _| {},
+        )
+        .unwrap();
+        // The test segment is what `simulate` scores (steps 5-7).
+        let alone = simulate_oracle(&t).scores;
+        assert_eq!(
+            (test[0][0].scores.steps, test[0][0].scores.cost_usd),
+            (alone.steps, alone.cost_usd)
+        );
+        assert_eq!(test[0][1].scores.steps, 3);
+        // Validation: steps 2-4, where hold (1 ready) misses the 2.7 load
+        // at steps 3 and 4; the test steps need only 1 and hold meets them.
+        assert_eq!(val[0][1].scores.steps, 3);
+        assert!((val[0][1].scores.sla_pct - 100.0 / 3.0).abs() < 1e-9);
+        assert_eq!(test[0][1].scores.sla_pct, 100.0);
+        // Both replays start at the validation start.
+        assert_eq!((val[0][1].from, test[0][1].from), (2, 2));
     }
 
     #[test]

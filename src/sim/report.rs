@@ -156,15 +156,20 @@ pub fn write(
     scores: &[Scores],
     agg: &[Aggregate],
     command: &str,
+    segment: super::Segment,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
     write_csv(&out.join("scores.csv"), scores)?;
     write_csv(&out.join("summary.csv"), agg)?;
     let md = format!(
         "# Scaling-policy benchmark (POLICY_EVAL.md v1.1)\n\n\
-         Made by `{command}`. Test segments only; cost / oracle is per trace, then \
+         Made by `{command}`. {} segments only; cost / oracle is per trace, then \
          aggregated.\n\n## Mean over traces\n\n{}\n## Median over traces\n\n{}\n\
          ## Per trace (cost / oracle / SLA %)\n\n{}",
+        match segment {
+            super::Segment::Test => "Test",
+            super::Segment::Validation => "Validation",
+        },
         markdown_summary(agg, "mean"),
         markdown_summary(agg, "median"),
         markdown_per_trace(scores)
@@ -187,10 +192,15 @@ const COLOURS: [RGBColor; 6] = [
 ];
 
 /// Demand (as instances needed at 90 %) and each policy's ready capacity
-/// over the test segment of one trace, as SVG.
-pub fn plot(path: &Path, trace: &Trace, runs: &[&Run]) -> anyhow::Result<()> {
-    let from = trace.split.val_end;
-    let to = trace.load.len();
+/// over the scored segment of one trace, as SVG.
+pub fn plot(
+    path: &Path,
+    trace: &Trace,
+    runs: &[&Run],
+    segment: super::Segment,
+) -> anyhow::Result<()> {
+    let range = segment.range(trace);
+    let (from, to) = (range.start, range.end);
     let need: Vec<f64> = trace
         .load
         .iter()
@@ -206,7 +216,11 @@ pub fn plot(path: &Path, trace: &Trace, runs: &[&Run]) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{}: demand vs ready capacity (test segment)", trace.id),
+            format!(
+                "{}: demand vs ready capacity ({} segment)",
+                trace.id,
+                segment.name()
+            ),
             ("sans-serif", 20),
         )
         .margin(10)
@@ -264,7 +278,7 @@ pub fn family(policy: &str) -> Option<(String, f64)> {
 /// family (policies named `<family>@<setting>`) as a line through its
 /// settings, every other policy as a point; the 99 % SLA goal as a
 /// vertical rule. SVG.
-pub fn frontier(path: &Path, agg: &[Aggregate]) -> anyhow::Result<()> {
+pub fn frontier(path: &Path, agg: &[Aggregate], segment: super::Segment) -> anyhow::Result<()> {
     let mean: Vec<&Aggregate> = agg
         .iter()
         .filter(|a| a.stat == "mean" && a.policy != "oracle")
@@ -303,7 +317,10 @@ pub fn frontier(path: &Path, agg: &[Aggregate]) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "cost vs service level, mean over traces (test segments)",
+            format!(
+                "cost vs service level, mean over traces ({} segments)",
+                segment.name()
+            ),
             ("sans-serif", 20),
         )
         .margin(15)
