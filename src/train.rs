@@ -1,11 +1,13 @@
 //! `forescale train`: fits the BiLSTM-attention forecaster (or its
 //! unidirectional ablation, or the TFT comparator) on the train split of a dataset (EVAL.md grid
-//! and split), with early stopping on the validation split. The test split
-//! is never read here.
+//! and split), with early stopping on the validation split, or on train +
+//! validation for a fixed number of epochs (`fit_end_pct` 85, how the
+//! shipped models are fitted, as the statistical peers are). The
+//! test split is never read here.
 //!
 //! Table 11 of seed 003: pinball loss, AdamW, cosine schedule with a 5-epoch
 //! linear warm-up, batch 256, dropout 0.3, early stopping on validation MAE
-//! with patience 10, z-score normalisation fit on train rows only. One
+//! with patience 10, z-score normalisation fit on the fitted rows only. One
 //! difference, for the time budget: an "epoch" is `windows_per_epoch`
 //! (32,768) windows drawn at random from all train windows (482k on
 //! bitbrains-rnd at L = 12), and there are at most 25 of them, because
