@@ -506,9 +506,9 @@ pub struct SimulateArgs {
     /// Segment to score: `test` (the benchmark) or `validation` (where
     /// POLICY_EVAL.md lets policies be tuned). The replay starts at the
     /// validation start either way.
-    #[arg(long, env = "FORESCALE_SIM_SEGMENT", default_value = "test",
-          value_parser = ["test", "validation"])]
-    pub segment: String,
+    #[arg(long, env = "FORESCALE_SIM_SEGMENT", value_enum,
+          default_value_t = crate::sim::Segment::Test)]
+    pub segment: crate::sim::Segment,
 }
 
 #[derive(Debug, Args)]
@@ -1032,10 +1032,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     let traces = sim::traces::load_spec(&args.data_root, &args.trace)
         .with_context(|| format!("--trace {}", args.trace))?;
     std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
-    let segment = match args.segment.as_str() {
-        "validation" => sim::Segment::Validation,
-        _ => sim::Segment::Test,
-    };
+    let segment = args.segment;
     let started = std::time::Instant::now();
     let runs = sim::run_all(&traces, &specs, segment, |trace, runs| {
         eprintln!(
@@ -1200,7 +1197,7 @@ pub struct TrainArgs {
     /// (validation stops training early); 85 = train + validation (a
     /// fixed number of epochs, the last one kept; validation is then
     /// in-sample); below 70 leaves a gap before validation.
-    #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = 70)]
+    #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = data::TRAIN_END_PCT)]
     pub fit_end_pct: usize,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
@@ -1220,8 +1217,11 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         args.ema_decay
     );
     anyhow::ensure!(
-        (1..=85).contains(&args.fit_end_pct),
-        "--fit-end-pct must be in 1-85 (70 = the train split, 85 = train + validation), got {}",
+        (1..=data::VAL_END_PCT).contains(&args.fit_end_pct),
+        "--fit-end-pct must be in 1-{} ({} = the train split, {} = train + validation), got {}",
+        data::VAL_END_PCT,
+        data::TRAIN_END_PCT,
+        data::VAL_END_PCT,
         args.fit_end_pct
     );
     let (source, series, report) = load_series(&args.data, args.step_seconds)?;

@@ -24,7 +24,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::data::GriddedSeries;
+use crate::data::{GriddedSeries, TRAIN_END_PCT, VAL_END_PCT};
 use crate::domain::{N_FEATURES, TARGET};
 use crate::eval::mase_scale;
 use crate::features::{NormStats, encode};
@@ -175,7 +175,7 @@ impl Default for TrainOptions {
             window_scale: false,
             log_target: true,
             ema_decay: 0.0,
-            fit_end_pct: 70,
+            fit_end_pct: TRAIN_END_PCT,
         }
     }
 }
@@ -183,7 +183,7 @@ impl Default for TrainOptions {
 impl TrainOptions {
     /// The fit reaches into validation: no early stopping, last epoch kept.
     pub fn refit(&self) -> bool {
-        self.fit_end_pct > 70
+        self.fit_end_pct > TRAIN_END_PCT
     }
 }
 
@@ -538,8 +538,8 @@ pub fn train(
     let cfg = architecture(opts);
     let (l, h, known) = (cfg.lookback(), cfg.horizon(), known_inputs(&cfg));
     anyhow::ensure!(
-        (1..=85).contains(&opts.fit_end_pct),
-        "the fit must end inside train + validation (1-85 % of each series), got {} %",
+        (1..=VAL_END_PCT).contains(&opts.fit_end_pct),
+        "the fit must end inside train + validation (1-{VAL_END_PCT} % of each series), got {} %",
         opts.fit_end_pct
     );
     let stats = NormStats::fit_with(

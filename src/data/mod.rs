@@ -152,6 +152,11 @@ pub(crate) fn bounded_sample(
     })
 }
 
+/// Where EVAL.md's train split ends, % of a series (floor).
+pub const TRAIN_END_PCT: usize = 70;
+/// Where its validation split ends (the test split starts), % (floor).
+pub const VAL_END_PCT: usize = 85;
+
 /// EVAL.md's chronological split of a gridded series of `len` steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Split {
@@ -165,8 +170,8 @@ pub struct Split {
 impl Split {
     pub fn of_len(len: usize) -> Self {
         Self {
-            train_end: len * 70 / 100,
-            val_end: len * 85 / 100,
+            train_end: len * TRAIN_END_PCT / 100,
+            val_end: len * VAL_END_PCT / 100,
             len,
         }
     }

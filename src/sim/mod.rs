@@ -76,7 +76,7 @@ pub fn simulate_oracle(trace: &Trace) -> Run {
     simulate_oracle_in(
         trace,
         trace.split.train_end.max(1),
-        trace.split.val_end..trace.load.len(),
+        Segment::Test.range(trace),
     )
 }
 
@@ -259,7 +259,7 @@ pub fn simulate(trace: &Trace, policy: &mut dyn Policy, forecasts: Option<&Forec
         policy,
         forecasts,
         trace.split.train_end.max(1),
-        trace.split.val_end..trace.load.len(),
+        Segment::Test.range(trace),
     )
 }
 
@@ -477,7 +477,7 @@ pub const SIM_HORIZON: usize = 3;
 /// The segment a replay scores (POLICY_EVAL.md: policies learn on train,
 /// are tuned on validation and scored on test). Either way the replay
 /// starts at the validation start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Segment {
     Validation,
     Test,

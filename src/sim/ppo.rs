@@ -134,7 +134,7 @@ pub fn validate(agents: &[Agent], policy: &mut dyn crate::policy::Policy) -> Val
     let (mut cost, mut sla) = (0.0, 0.0);
     for a in agents {
         let t = a.trace;
-        let score: Range<usize> = t.split.train_end..t.split.val_end;
+        let score: Range<usize> = super::Segment::Validation.range(t);
         let start = t.split.train_end;
         let o = simulate_oracle_in(t, start, score.clone());
         let r = replay_scores(t, policy, Some(a.forecasts), start, score);
