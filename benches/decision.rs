@@ -51,6 +51,7 @@ async fn fleet(n: usize, cache_capacity: usize) -> (web::Data<AppState>, Vec<Gro
         requests.push(GroupRequest {
             group,
             capacity: None,
+            guardrails: None,
         });
     }
     let state = AppState {
@@ -63,7 +64,10 @@ async fn fleet(n: usize, cache_capacity: usize) -> (web::Data<AppState>, Vec<Gro
         cache: EmbeddingCache::new(cache_capacity, Duration::from_secs(3_600)),
         actuator: None,
         tokens: None,
-        policy: forescale::policy::rl::RlPolicy::load(&models.join("policy")).ok(),
+        policy: forescale::policy::rl::LivePolicy::new(
+            forescale::policy::rl::RlPolicy::load(&models.join("policy")).ok(),
+        ),
+        group_settings: Default::default(),
     };
     (web::Data::new(state), requests)
 }
@@ -117,6 +121,7 @@ fn one_group(c: &mut Criterion) {
         forecast: &forecast,
         capacity_now: 10,
         stale: false,
+        guardrails: None,
     };
     let settings = DecisionSettings::default();
     let rl = Decider::Rl(policy.clone());

@@ -47,6 +47,10 @@ pub enum Command {
     /// Replay demand traces against scaling policies (POLICY_EVAL.md):
     /// the cost / SLA table and demand-vs-capacity plots.
     Simulate(SimulateArgs),
+    /// Continuous improvement: retrain a candidate policy on recent
+    /// history in the simulator; promote it (a new version in the policy
+    /// folder) only if it beats the live policy on the same replay.
+    Retrain(RetrainArgs),
     /// Stream a trace into a running service at N x speed.
     Replay(ReplayArgs),
     /// Open-loop load test (HDR histograms) of a service: ingest,
@@ -134,6 +138,13 @@ pub struct ServeArgs {
     /// Target CPU utilisation (%) of the forecast-at-target plan.
     #[arg(long, env = "FORESCALE_TARGET_UTILISATION", default_value_t = 60.0)]
     pub target_utilisation: f64,
+    /// How the control loop plans: `forecast-at-target` (p50 at
+    /// --target-utilisation) or `policy` (the trained scaling policy and
+    /// the group's guardrails, the plan GET
+    /// /v1/groups/{group}/recommendation answers).
+    #[arg(long, env = "FORESCALE_PLANNER", value_enum,
+          default_value_t = crate::control::Planner::ForecastAtTarget)]
+    pub planner: crate::control::Planner,
     /// Pull metrics from CloudWatch for the managed groups (off: metrics
     /// are pushed over HTTP).
     #[arg(long, env = "FORESCALE_CLOUDWATCH_PULL", default_value_t = true,
@@ -161,6 +172,23 @@ pub struct ServeArgs {
     /// host name and process id).
     #[arg(long, env = "FORESCALE_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Guardrail settings per group: a JSON file mapping group names to
+    /// {"min", "max", "max_step_up", "max_scale_in_fraction",
+    /// "scale_in_cooldown_steps", "emergency_utilisation",
+    /// "emergency_target"} (each optional; defaults otherwise). Read at
+    /// start; a bad file stops the start with the group and field named.
+    #[arg(long, env = "FORESCALE_GROUP_SETTINGS")]
+    pub group_settings: Option<PathBuf>,
+    /// Retrain the policy in the background every this many hours on the
+    /// stored groups' recent history, promoting a candidate (a new version
+    /// in --models-dir/policy, served from the next decision) only if it
+    /// beats the live policy on the same replay; 0 = off. Each round
+    /// trains on both cores for minutes. See `forescale retrain`.
+    #[arg(long, env = "FORESCALE_RETRAIN_EVERY_HOURS", default_value_t = 0.0)]
+    pub retrain_every_hours: f64,
+    /// Background retrain: only the newest this many days of each group.
+    #[arg(long, env = "FORESCALE_RETRAIN_RECENT_DAYS", default_value_t = 14.0)]
+    pub retrain_recent_days: f64,
 }
 
 impl ServeArgs {
@@ -340,6 +368,7 @@ impl ServeArgs {
                 groups: self.managed_groups()?,
                 interval: std::time::Duration::from_secs(self.step_seconds as u64),
                 target_utilisation: self.target_utilisation,
+                planner: self.planner,
                 ..ControlSettings::default()
             },
         })))
@@ -389,14 +418,26 @@ impl ServeArgs {
         let policy = if policy_dir.join("model.safetensors").is_file() {
             let p = crate::policy::rl::RlPolicy::load(&policy_dir)
                 .with_context(|| format!("loading the policy from {}", policy_dir.display()))?;
-            tracing::info!(forecaster = %p.config.forecaster, "loaded scaling policy");
+            tracing::info!(forecaster = %p.config.forecaster, version = p.config.version, "loaded scaling policy");
             Some(p)
         } else {
             tracing::info!("no trained scaling policy; recommendations use predictive scaling");
             None
         };
+        let group_settings = match &self.group_settings {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --group-settings {}", path.display()))?;
+                let m = crate::policy::guardrails::parse_group_settings(&text)
+                    .map_err(|e| anyhow::anyhow!("--group-settings {}: {e}", path.display()))?;
+                tracing::info!(groups = m.len(), "group settings loaded");
+                m
+            }
+            None => Default::default(),
+        };
         Ok(AppState {
-            policy,
+            group_settings: std::sync::Arc::new(group_settings),
+            policy: crate::policy::rl::LivePolicy::new(policy),
             tokens,
             actuator,
             cache,
@@ -512,6 +553,129 @@ pub struct SimulateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// Histories from files or traces, comma-separated: CSV files with
+    /// columns timestamp,value (Unix seconds, RFC 3339 or YYYY-MM-DD
+    /// HH:MM:SS), trace names of the main set, or `main`.
+    #[arg(long, env = "FORESCALE_RETRAIN_TRACE", value_delimiter = ',')]
+    pub trace: Vec<String>,
+    /// Histories from the service's store: these groups (comma-separated),
+    /// or `all` for every group with enough history. Read from --redis-url
+    /// when set, else from --data-dir without changing it (safe beside a
+    /// running service).
+    #[arg(long, env = "FORESCALE_RETRAIN_GROUPS", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// The service's data directory (in-process store).
+    #[arg(long, env = "FORESCALE_DATA_DIR", default_value = "forescale-data")]
+    pub data_dir: PathBuf,
+    /// Redis URL of the service's store.
+    #[arg(long, env = "FORESCALE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of the service's Redis keys.
+    #[arg(long, env = "FORESCALE_REDIS_PREFIX", default_value = "forescale")]
+    pub redis_prefix: String,
+    /// Only the newest this many days of each history (0 = all of it).
+    #[arg(long, env = "FORESCALE_RETRAIN_RECENT_DAYS", default_value_t = 14.0)]
+    pub recent_days: f64,
+    /// The versioned policy folder: the live policy is read from it and a
+    /// promoted candidate written to it (the old one kept in versions/).
+    #[arg(long, env = "FORESCALE_POLICY_DIR", default_value = "models/policy")]
+    pub policy_dir: PathBuf,
+    /// Folder of trained models (the forecaster the policy reads).
+    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Folder holding the shared datasets (for trace names).
+    #[arg(long, env = "FORESCALE_DATA_ROOT", default_value = "../shared/data")]
+    pub data_root: PathBuf,
+    /// Percent of each history PPO learns on (oldest part).
+    #[arg(long, env = "FORESCALE_RETRAIN_FIT_PCT", default_value_t = 60)]
+    pub fit_pct: usize,
+    /// Percent after it on which the candidate checkpoint is chosen; the
+    /// newest rest is the replay both policies are judged on.
+    #[arg(long, env = "FORESCALE_RETRAIN_SELECT_PCT", default_value_t = 20)]
+    pub select_pct: usize,
+    /// PPO iterations.
+    #[arg(long, env = "FORESCALE_RETRAIN_ITERATIONS", default_value_t = 40)]
+    pub iterations: usize,
+    /// Agents per history in each rollout.
+    #[arg(long, env = "FORESCALE_RETRAIN_ENVS", default_value_t = 8)]
+    pub envs_per_trace: usize,
+    /// AdamW learning rate (a warm start moves gently).
+    #[arg(long, env = "FORESCALE_RETRAIN_LR", default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Reward weight of a step in violation of the SLA.
+    #[arg(
+        long,
+        env = "FORESCALE_RETRAIN_VIOLATION_WEIGHT",
+        default_value_t = 15.0
+    )]
+    pub violation_weight: f64,
+    /// Seed of every random choice.
+    #[arg(long, env = "FORESCALE_RETRAIN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Start from random weights instead of the live policy's.
+    #[arg(long, env = "FORESCALE_RETRAIN_FROM_SCRATCH")]
+    pub from_scratch: bool,
+    /// Promote only when the replay objective (cost / oracle + 10 per SLA
+    /// point under 99 %) drops by more than this.
+    #[arg(long, env = "FORESCALE_RETRAIN_MIN_GAIN", default_value_t = 0.0)]
+    pub min_gain: f64,
+    /// Decide and log, never promote.
+    #[arg(long, env = "FORESCALE_RETRAIN_DRY_RUN")]
+    pub dry_run: bool,
+    /// Instead of retraining: serve archived version N again (as a new
+    /// version; the live one is archived first).
+    #[arg(long, value_name = "N", conflicts_with_all = ["trace", "groups", "dry_run"])]
+    pub rollback_to: Option<u32>,
+    /// Also write the decision (JSON) to this file.
+    #[arg(long, env = "FORESCALE_RETRAIN_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+impl RetrainArgs {
+    pub fn options(&self) -> anyhow::Result<crate::sim::retrain::RetrainOptions> {
+        use crate::sim::retrain::RetrainOptions;
+        anyhow::ensure!(
+            self.lr > 0.0 && self.lr < 1.0,
+            "--lr must be in (0, 1), got {}",
+            self.lr
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.envs_per_trace),
+            "--envs-per-trace must be in 1..=64, got {}",
+            self.envs_per_trace
+        );
+        anyhow::ensure!(
+            self.recent_days.is_finite() && self.recent_days >= 0.0,
+            "--recent-days must be a number >= 0, got {}",
+            self.recent_days
+        );
+        let d = RetrainOptions::default();
+        let o = RetrainOptions {
+            fit_pct: self.fit_pct,
+            select_pct: self.select_pct,
+            warm_start: !self.from_scratch,
+            min_gain: self.min_gain,
+            ppo: crate::sim::ppo::PpoOptions {
+                iterations: self.iterations,
+                envs_per_trace: self.envs_per_trace,
+                lr: self.lr,
+                seed: self.seed,
+                reward: crate::sim::ppo::RewardWeights {
+                    violation: self.violation_weight,
+                    ..crate::sim::ppo::RewardWeights::default()
+                },
+                ..d.ppo
+            },
+        };
+        o.check().map_err(|e| {
+            anyhow::anyhow!("--fit-pct / --select-pct / --min-gain / --iterations: {e}")
+        })?;
+        Ok(o)
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ImportArgs {
     #[command(flatten)]
     pub data: DatasetArgs,
@@ -528,6 +692,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => tokio::task::spawn_blocking(move || train(&args)).await?,
         Command::Import(args) => import(&args),
         Command::Simulate(args) => tokio::task::spawn_blocking(move || simulate(&args)).await?,
+        Command::Retrain(args) => retrain(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Loadtest(args) => crate::loadgen::run(args).await,
         Command::Openapi => {
@@ -559,6 +724,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "control loop on (forecast-only unless a group is in --write-groups)"
         );
         control.spawn();
+    }
+    if args.retrain_every_hours > 0.0 {
+        anyhow::ensure!(
+            args.retrain_every_hours.is_finite() && args.retrain_recent_days >= 0.0,
+            "--retrain-every-hours must be a finite number of hours and --retrain-recent-days >= 0"
+        );
+        anyhow::ensure!(
+            state.policy.get().is_some(),
+            "--retrain-every-hours: no trained policy in {}/policy to retrain",
+            args.models_dir.display()
+        );
+        let settings = crate::improve::ImproveSettings {
+            every: std::time::Duration::from_secs_f64(args.retrain_every_hours * 3600.0),
+            policy_dir: crate::sim::retrain::PolicyDir::new(args.models_dir.join("policy")),
+            options: crate::sim::retrain::RetrainOptions::default(),
+            recent_days: args.retrain_recent_days,
+        };
+        tracing::info!(
+            every_hours = args.retrain_every_hours,
+            "background policy retrain on"
+        );
+        crate::improve::spawn(state.clone(), settings);
     }
     let server = http::serve(listener, state)?;
     server.await?;
@@ -1004,6 +1191,198 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The histories `retrain` was pointed at, as (id, points).
+async fn retrain_histories(args: &RetrainArgs) -> anyhow::Result<Vec<(String, Vec<(i64, f64)>)>> {
+    use crate::sim::traces;
+    let mut out = Vec::new();
+    for spec in &args.trace {
+        for t in
+            traces::load_spec(&args.data_root, spec).with_context(|| format!("--trace {spec}"))?
+        {
+            let pts = t
+                .load
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (t.timestamp(i), *v))
+                .collect();
+            out.push((t.id, pts));
+        }
+    }
+    if !args.groups.is_empty() {
+        let cfg = StoreConfig {
+            retention_seconds: i64::MAX / 4,
+            ..StoreConfig::default()
+        };
+        let store = match &args.redis_url {
+            Some(url) => WindowStore::open(
+                &Backend::Redis {
+                    url: url.clone(),
+                    prefix: args.redis_prefix.clone(),
+                },
+                cfg,
+            )
+            .await
+            .with_context(|| format!("--redis-url {}", redact(url)))?,
+            None => WindowStore::Memory(
+                crate::store::MemoryStore::open_read_only(&args.data_dir, cfg)
+                    .with_context(|| format!("--data-dir {}", args.data_dir.display()))?,
+            ),
+        };
+        let all = args.groups.iter().any(|g| g == "all");
+        let names: Vec<ScalingGroup> = if all {
+            store.groups().await?.into_iter().map(|g| g.group).collect()
+        } else {
+            args.groups
+                .iter()
+                .map(|g| ScalingGroup::parse(g).map_err(|e| anyhow::anyhow!("--groups {g:?}: {e}")))
+                .collect::<anyhow::Result<_>>()?
+        };
+        for g in names {
+            let samples = store.samples_since(&g, 0).await?;
+            if samples.is_empty() && !all {
+                anyhow::bail!("--groups: the store has no samples of group {g}");
+            }
+            out.push((g.to_string(), crate::sim::retrain::load_points(&samples)));
+        }
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no history: give --trace (files or trace names) or --groups (from the service's store)"
+    );
+    Ok(out)
+}
+
+async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
+    use crate::sim::retrain::{self as rt, PolicyDir};
+    if let Some(to) = args.rollback_to {
+        let dir = PolicyDir::new(&args.policy_dir);
+        let v = dir.rollback(to).with_context(|| {
+            format!(
+                "--rollback-to {to} in --policy-dir {}",
+                args.policy_dir.display()
+            )
+        })?;
+        println!(
+            "version {v} is live in {}: the weights of version {to}; logged to {}",
+            dir.path.display(),
+            dir.log_path().display()
+        );
+        return Ok(());
+    }
+    let opts = args.options()?;
+    let raw = retrain_histories(&args).await?;
+    let all_groups = args.groups.iter().any(|g| g == "all");
+    let mut histories = Vec::new();
+    for (id, pts) in raw {
+        let n = pts.len();
+        match rt::history_trace(&id, rt::recent(pts, args.recent_days), &opts) {
+            Ok(t) => histories.push(t),
+            // `all` skips groups too young to judge; named ones must do.
+            Err(e) if all_groups => eprintln!("skipping {id} ({n} samples): {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
+    anyhow::ensure!(
+        !histories.is_empty(),
+        "no group has the {} steps of history a retrain needs",
+        rt::min_history_steps(&opts)
+    );
+    tokio::task::spawn_blocking(move || {
+        let dir = PolicyDir::new(&args.policy_dir);
+        let (live, _) = dir
+            .load()
+            .with_context(|| format!("--policy-dir {}", args.policy_dir.display()))?;
+        let registry = ModelRegistry::load_dir(&args.models_dir)
+            .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
+        let forecaster = match live.config.forecaster.as_str() {
+            "naive" => crate::sim::SimForecaster::Naive,
+            "snaive" => crate::sim::SimForecaster::SeasonalNaive,
+            m => crate::sim::SimForecaster::Neural(
+                registry.neural().find(|n| n.name() == m).cloned().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the live policy (version {}) reads model {m:?}, which is not in {}",
+                        live.config.version,
+                        args.models_dir.display()
+                    )
+                })?,
+            ),
+        };
+        eprintln!(
+            "retraining policy version {} ({}) on {} histories: {}",
+            live.config.version,
+            if opts.warm_start { "warm start" } else { "from scratch" },
+            histories.len(),
+            histories
+                .iter()
+                .map(|t| format!("{} ({} steps)", t.id, t.load.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let started = std::time::Instant::now();
+        let d = rt::retrain_dir(
+            &dir,
+            &histories,
+            &forecaster,
+            &opts,
+            args.dry_run,
+            serde_json::json!({"command": command_line()}),
+            |it, reward, v| {
+                eprintln!(
+                    "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  select part: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
+                    started.elapsed().as_secs_f64(),
+                    opts.ppo.iterations,
+                    v.cost_vs_oracle,
+                    v.sla_pct,
+                    v.objective
+                );
+            },
+        )?;
+        println!("replay part (newest {} %), with guardrails:", 100 - opts.fit_pct - opts.select_pct);
+        println!(
+            "| history | steps | current v{} | candidate | target tracking |",
+            d.current_version
+        );
+        println!("| --- | --- | --- | --- | --- |");
+        let cell = |v: &crate::sim::ppo::ValScore| {
+            format!("{:.3} / {:.2} % ({:.3})", v.cost_vs_oracle, v.sla_pct, v.objective)
+        };
+        for t in &d.per_trace {
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                t.trace,
+                t.steps,
+                cell(&t.current),
+                cell(&t.candidate),
+                cell(&t.target_tracking)
+            );
+        }
+        println!(
+            "| mean | | {} | {} | {} |",
+            cell(&d.current),
+            cell(&d.candidate),
+            cell(&d.target_tracking)
+        );
+        println!("(cost / oracle / SLA compliance (objective: cost / oracle + 10 per SLA point under 99 %))");
+        match d.promoted_version {
+            Some(v) => println!(
+                "PROMOTED: version {v} is live in {} (version {} kept in {}): {}",
+                dir.path.display(),
+                d.current_version,
+                dir.version_dir(d.current_version).display(),
+                d.reason
+            ),
+            None => println!("not promoted: {}", d.reason),
+        }
+        println!("decision logged to {}", dir.log_path().display());
+        if let Some(out) = &args.out {
+            std::fs::write(out, serde_json::to_vec_pretty(&d)?)
+                .with_context(|| format!("--out {}", out.display()))?;
+        }
+        Ok(())
+    })
+    .await?
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

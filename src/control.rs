@@ -5,10 +5,13 @@
 //!   (re-reading late periods) into the store.
 //! - **Forecast**: the service's default model on the group's window (the
 //!   embedding cache applies, as for the HTTP endpoint).
-//! - **Plan**: forecast at target until the RL policy lands: the p50 CPU
-//!   forecast times the capacity in service, divided by the target
-//!   utilisation, rounded up; no plan on stale data (never scale on data
-//!   older than `max_staleness_steps`).
+//! - **Plan** ([`Planner`]): `forecast-at-target` (the default): the p50
+//!   CPU forecast times the capacity in service, divided by the target
+//!   utilisation, rounded up; or `policy`: the decision stage the
+//!   recommendation endpoint runs (the trained policy when shipped, else
+//!   AWS-style predictive scaling, then the group's guardrails), its
+//!   12-step plan. No plan on stale data (never scale on data older than
+//!   `max_staleness_steps`).
 //! - **Act**: [`Actuator::apply`] (forecast-only unless enabled).
 //!
 //! One group's failure is reported in its [`GroupTick`] and never stops the
@@ -120,11 +123,24 @@ pub struct ControlSettings {
     pub horizon: usize,
     /// No plan when the newest sample is older than this many steps.
     pub max_staleness_steps: i64,
+    pub planner: Planner,
+}
+
+/// How the loop turns a forecast into a capacity plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Planner {
+    /// Capacity for the p50 forecast at the target utilisation.
+    #[default]
+    ForecastAtTarget,
+    /// The scaling policy and guardrails (`decision::decide`), as
+    /// `GET /v1/groups/{group}/recommendation` answers.
+    Policy,
 }
 
 impl Default for ControlSettings {
     fn default() -> Self {
         Self {
+            planner: Planner::default(),
             groups: Vec::new(),
             interval: Duration::from_secs(300),
             initial_lookback_periods: 288,
@@ -267,22 +283,37 @@ impl ControlLoop {
         };
         let capacity_now = fc.capacity_now.or(limits.map(|l| l.desired));
         t.capacity_now = capacity_now;
-        t.plan = forecast_at_target(
-            fc.end,
-            step,
-            &fc.p50,
-            capacity_now.unwrap_or(0),
-            self.settings.target_utilisation,
-        );
-        // Act.
-        let s = Instant::now();
-        let reason = format!(
-            "forecast at target {:.0} %: model {}, history to {}, capacity now {}",
-            self.settings.target_utilisation,
+        let context = format!(
+            "model {}, history to {}, capacity now {}",
             fc.model,
             crate::domain::rfc3339(fc.end),
             capacity_now.map_or("unknown".into(), |c| c.to_string())
         );
+        let reason = match self.settings.planner {
+            Planner::ForecastAtTarget => {
+                t.plan = forecast_at_target(
+                    fc.end,
+                    step,
+                    &fc.p50,
+                    capacity_now.unwrap_or(0),
+                    self.settings.target_utilisation,
+                );
+                format!(
+                    "forecast at target {:.0} %: {context}",
+                    self.settings.target_utilisation
+                )
+            }
+            Planner::Policy => {
+                let s = Instant::now();
+                let planned = self.policy_plan(g, capacity_now, now).await;
+                metrics.control_stage("plan", planned.is_ok(), s.elapsed().as_secs_f64());
+                let (plan, why) = planned?;
+                t.plan = plan;
+                format!("{why}: {context}")
+            }
+        };
+        // Act.
+        let s = Instant::now();
         let report = match limits {
             Some(l) => {
                 self.actuator
@@ -295,6 +326,56 @@ impl ControlLoop {
         t.report = Some(report.map_err(|e| e.to_string())?);
         tracing::debug!(group = %g, elapsed_ms = started.elapsed().as_millis() as u64, "control loop: group done");
         Ok(())
+    }
+
+    /// The decision stage's plan for a group: one step per planned
+    /// capacity, from the step after the newest data; and its reason.
+    async fn policy_plan(
+        &self,
+        g: &ScalingGroup,
+        capacity: Option<u32>,
+        now: i64,
+    ) -> Result<(Vec<PlanStep>, String), String> {
+        use crate::decision::{DecisionSettings, GroupRequest, decide};
+        let state = &self.state;
+        let model = state
+            .models
+            .get(&state.default_model)
+            .ok_or_else(|| format!("plan: model {:?} is not loaded", state.default_model))?;
+        let req = GroupRequest {
+            group: g.clone(),
+            capacity,
+            guardrails: Some(state.group_settings.get(g).cloned().unwrap_or_default()),
+        };
+        let settings = DecisionSettings {
+            plan_steps: self.settings.horizon,
+            ..DecisionSettings::default()
+        };
+        let (mut out, _) = decide(state, &model, vec![req], &settings, now).await;
+        let d = out
+            .pop()
+            .ok_or_else(|| "plan: no decision was made".to_owned())?
+            .map_err(|e| format!("plan: {e}"))?;
+        let r = &d.recommendation;
+        let plan = r
+            .plan
+            .iter()
+            .enumerate()
+            .map(|(k, c)| PlanStep {
+                at: d.history_end + (k as i64 + 1) * d.step_seconds,
+                capacity: *c,
+            })
+            .collect();
+        let version = r.policy_version.map_or(String::new(), |v| format!(" v{v}"));
+        let fired = if r.guardrails_fired.is_empty() {
+            String::new()
+        } else {
+            format!(", guardrails {:?}", r.guardrails_fired)
+        };
+        Ok((
+            plan,
+            format!("policy {}{version} ({}{fired})", r.policy, r.reason),
+        ))
     }
 
     /// Run ticks every `interval` until the process stops.

@@ -57,6 +57,9 @@ pub struct GroupRequest {
     pub group: ScalingGroup,
     /// Instances in service; `None`: the newest `capacity` in its samples.
     pub capacity: Option<u32>,
+    /// The group's own guardrails (from `--group-settings`); `None`: the
+    /// cycle's [`DecisionSettings::guardrails`].
+    pub guardrails: Option<GuardrailSettings>,
 }
 
 /// The decision for one group.
@@ -243,8 +246,8 @@ pub async fn decide(
 
     // 3. The policy and guardrails, per group.
     let t = Instant::now();
-    let decider = match &state.policy {
-        Some(p) => Decider::Rl(p.clone()),
+    let decider = match state.policy.get() {
+        Some(p) => Decider::Rl(p),
         None => Decider::Predictive,
     };
     let model_name = model.name().to_owned();
@@ -344,6 +347,7 @@ struct Prepared {
     forecast: QuantileForecast,
     history: Vec<f64>,
     quantiles: Vec<[f32; 3]>,
+    guardrails: Option<GuardrailSettings>,
 }
 
 fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, ApiError> {
@@ -364,6 +368,7 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, ApiError>
         .map(|k| [u(forecast.p10[k]), u(forecast.p50[k]), u(forecast.p90[k])])
         .collect();
     Ok(Prepared {
+        guardrails: p.req.guardrails,
         group: p.req.group,
         end,
         step,
@@ -396,6 +401,7 @@ fn decide_chunk(
             forecast: &p.quantiles,
             capacity_now: p.capacity_now,
             stale: p.stale,
+            guardrails: p.guardrails.as_ref(),
         })
         .collect();
     let mut recs = recommend_many(decider, &situations, &settings.guardrails).into_iter();

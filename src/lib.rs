@@ -20,6 +20,8 @@
 //!   forecast -> plan -> actuator per managed group; [`aws`]: SDK settings.
 //! - [`decision`]: windows -> forecasts (cache, misses encoded as one
 //!   batch) -> policy + guardrails, for one group or a whole fleet.
+//! - [`improve`]: the optional background retrain of the policy
+//!   (`serve --retrain-every-hours`; `sim::retrain` does the work).
 //! - [`cli`]: commands (`serve`, `evaluate`, `import`, `replay`);
 //!   [`replay`]: streams a trace into a running service; [`loadgen`]: the
 //!   open-loop load generator (`forescale loadtest`).
@@ -36,6 +38,7 @@ pub mod eval;
 pub mod features;
 pub mod forecast;
 pub mod http;
+pub mod improve;
 pub mod ingest;
 pub mod loadgen;
 pub mod metrics;

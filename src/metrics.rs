@@ -42,6 +42,8 @@ pub struct Metrics {
     encoder_runs: Mutex<BTreeMap<String, u64>>,
     /// (control-loop stage, ok) -> (runs, seconds)
     control: Mutex<BTreeMap<StageKey, (u64, f64)>>,
+    /// outcome (promoted, kept, skipped, failed) -> background retrain rounds
+    retrains: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -98,6 +100,10 @@ impl Metrics {
         let e = c.entry((stage, ok)).or_default();
         e.0 += 1;
         e.1 += seconds;
+    }
+
+    pub fn retrain_round(&self, outcome: &'static str) {
+        *self.retrains.lock().entry(outcome).or_default() += 1;
     }
 
     /// Render everything, plus the gauges the caller knows.
@@ -211,6 +217,16 @@ impl Metrics {
             );
         }
         drop(control);
+        let _ = writeln!(
+            w,
+            "# HELP forescale_policy_retrains_total Background policy retrain rounds by outcome.\n# TYPE forescale_policy_retrains_total counter"
+        );
+        for (outcome, n) in self.retrains.lock().iter() {
+            let _ = writeln!(
+                w,
+                "forescale_policy_retrains_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
         for (name, help, v) in gauges {
             let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

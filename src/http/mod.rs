@@ -53,7 +53,12 @@ pub struct AppState {
     pub tokens: Option<auth::ApiTokens>,
     /// The trained scaling policy (`models/policy`); recommendations fall
     /// back to AWS-style predictive scaling without it.
-    pub policy: Option<crate::policy::rl::RlPolicy>,
+    pub policy: crate::policy::rl::LivePolicy,
+    /// Guardrail settings per group (`--group-settings`); a group not
+    /// named gets the defaults.
+    pub group_settings: std::sync::Arc<
+        std::collections::HashMap<crate::domain::ScalingGroup, crate::policy::GuardrailSettings>,
+    >,
 }
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).

@@ -94,6 +94,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             "Window reads answered from the in-process copy while Redis was unreachable (since start).",
             state.store.fallback_reads() as f64,
         ),
+        (
+            "forescale_policy_version",
+            "Version of the trained scaling policy served (0: none, predictive scaling).",
+            state.policy.get().map_or(0.0, |p| f64::from(p.config.version)),
+        ),
     ]);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

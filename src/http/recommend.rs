@@ -19,7 +19,79 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/v1/recommendations",
         web::get().to(fleet_recommendations),
+    ))
+    .service(resource(
+        "/v1/groups/{group}/settings",
+        web::get().to(group_settings),
     ));
+}
+
+/// A group's guardrail settings as recommendations use them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupSettingsResponse {
+    pub group: String,
+    /// Named in the service's `--group-settings` file; otherwise these
+    /// are the defaults.
+    pub configured: bool,
+    pub guardrails: GuardrailSettings,
+}
+
+/// The guardrail settings of a group: min and max size, step limits,
+/// scale-in cooldown and the emergency scale-out, from the service's
+/// `--group-settings` file or the defaults. A recommendation's `min` and
+/// `max` query parameters override min and max for that request.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/settings",
+    tag = "policy",
+    params(("group" = String, Path, description = "Auto Scaling group name")),
+    responses(
+        (status = 200, body = GroupSettingsResponse),
+        (status = 400, description = "Bad group name", body = ErrorBody),
+    )
+)]
+pub async fn group_settings(
+    state: web::Data<AppState>,
+    group: web::Path<String>,
+) -> Result<web::Json<GroupSettingsResponse>, ApiError> {
+    let group = ScalingGroup::parse(&group)?;
+    let configured = state.group_settings.get(&group);
+    Ok(web::Json(GroupSettingsResponse {
+        group: group.to_string(),
+        configured: configured.is_some(),
+        guardrails: configured.cloned().unwrap_or_default(),
+    }))
+}
+
+/// One group's guardrails: its configured settings (or the defaults),
+/// with the query's min and max over them.
+fn group_guardrails(
+    state: &AppState,
+    group: &ScalingGroup,
+    min: Option<u32>,
+    max: Option<u32>,
+) -> Result<GuardrailSettings, ApiError> {
+    let base = state.group_settings.get(group).cloned().unwrap_or_default();
+    let g = GuardrailSettings {
+        min: min.unwrap_or(base.min),
+        max: max.unwrap_or(base.max),
+        ..base
+    };
+    if g.min > g.max {
+        let (field, which) = if min.is_some() {
+            ("min", "max")
+        } else {
+            ("max", "min")
+        };
+        return Err(bad(
+            field,
+            format!(
+                "group {group}: min {} is above max {} (its {which} comes from the group's settings)",
+                g.min, g.max
+            ),
+        ));
+    }
+    Ok(g)
 }
 
 pub use crate::decision::MAX_GROUP_SIZE;
@@ -32,9 +104,11 @@ pub struct RecommendationQuery {
     /// Instances in service now. Default: the newest `capacity` in the
     /// group's samples.
     pub capacity: Option<u32>,
-    /// The group's minimum size (default 1).
+    /// The group's minimum size (default: its `--group-settings` entry,
+    /// else 1).
     pub min: Option<u32>,
-    /// The group's maximum size (default 100).
+    /// The group's maximum size (default: its `--group-settings` entry,
+    /// else 100).
     pub max: Option<u32>,
     /// Forecaster whose quantiles the policy reads (default: the
     /// service's default model).
@@ -71,6 +145,11 @@ pub struct RecommendationResponse {
     pub group: String,
     /// `rl` (the trained policy) or `predictive` (when none is shipped).
     pub policy: String,
+    /// Version of the trained policy that decided (`models/policy`'s
+    /// `policy.json`; one more at each promotion by `forescale retrain`);
+    /// absent for predictive scaling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u32>,
     /// The forecaster read.
     pub model: String,
     pub step_seconds: i64,
@@ -129,9 +208,11 @@ pub async fn group_recommendation(
             format!("must be from 1 to {MAX_GROUP_SIZE}"),
         ));
     }
+    let guardrails = Some(group_guardrails(&state, &group, query.min, query.max)?);
     let req = GroupRequest {
         group,
         capacity: query.capacity,
+        guardrails,
     };
     let (mut out, _) = decide(&state, &model, vec![req], &settings, now()).await;
     let d = out
@@ -166,6 +247,7 @@ fn response(d: Decision) -> RecommendationResponse {
     RecommendationResponse {
         group: d.group.to_string(),
         policy: r.policy.into(),
+        policy_version: r.policy_version,
         model: d.model,
         step_seconds: step,
         history_end: rfc3339(end),
@@ -204,9 +286,11 @@ fn response(d: Decision) -> RecommendationResponse {
 pub struct FleetQuery {
     /// Comma-separated group names. Default: every group in the store.
     pub groups: Option<String>,
-    /// Minimum size applied to every group (default 1).
+    /// Minimum size applied to every group (default: each group's
+    /// `--group-settings` entry, else 1).
     pub min: Option<u32>,
-    /// Maximum size applied to every group (default 100).
+    /// Maximum size applied to every group (default: each group's
+    /// `--group-settings` entry, else 100).
     pub max: Option<u32>,
     /// Forecaster whose quantiles the policy reads.
     pub model: Option<String>,
@@ -279,11 +363,15 @@ pub async fn fleet_recommendations(
     }
     let requests = groups
         .into_iter()
-        .map(|group| GroupRequest {
-            group,
-            capacity: None,
+        .map(|group| {
+            let guardrails = Some(group_guardrails(&state, &group, query.min, query.max)?);
+            Ok(GroupRequest {
+                group,
+                capacity: None,
+                guardrails,
+            })
         })
-        .collect::<Vec<_>>();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let names: Vec<String> = requests.iter().map(|r| r.group.to_string()).collect();
     let (out, stats) = decide(&state, &model, requests, &settings, now()).await;
     let mut recommendations = Vec::with_capacity(out.len());

@@ -12,12 +12,18 @@
 //!
 //! Each decision reports which guardrails changed it.
 
-use serde::Serialize;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use super::{MAX_CAPACITY, MIN_CAPACITY, Observation, Policy};
+use crate::domain::ScalingGroup;
 
-/// Guardrail limits; defaults suit a 5-minute step.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Guardrail limits; defaults suit a 5-minute step. In a group settings
+/// file ([`parse_group_settings`]) every field is optional (the default
+/// stands in) and an unknown one is an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct GuardrailSettings {
     pub min: u32,
     pub max: u32,
@@ -70,6 +76,40 @@ impl GuardrailSettings {
         }
         Ok(())
     }
+}
+
+/// Most groups a settings file may name.
+pub const MAX_CONFIGURED_GROUPS: usize = 100_000;
+
+/// A group settings file: a JSON object from group name to its guardrail
+/// settings, e.g. `{"web-asg": {"min": 2, "max": 40}}`. Errors name the
+/// group and the field.
+pub fn parse_group_settings(
+    json: &str,
+) -> Result<HashMap<ScalingGroup, GuardrailSettings>, String> {
+    let raw: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json)
+        .map_err(|e| format!("not a JSON object of group -> settings: {e}"))?;
+    if raw.len() > MAX_CONFIGURED_GROUPS {
+        return Err(format!(
+            "{} groups; at most {MAX_CONFIGURED_GROUPS}",
+            raw.len()
+        ));
+    }
+    let mut out = HashMap::with_capacity(raw.len());
+    for (name, v) in raw {
+        let g = ScalingGroup::parse(&name).map_err(|e| format!("group {name:?}: {e}"))?;
+        let s: GuardrailSettings =
+            serde_json::from_value(v).map_err(|e| format!("group {name:?}: {e}"))?;
+        if s.max > MAX_CAPACITY * 100 || s.max == 0 {
+            return Err(format!(
+                "group {name:?}: max must be from 1 to {}",
+                MAX_CAPACITY * 100
+            ));
+        }
+        s.validate().map_err(|e| format!("group {name:?}: {e}"))?;
+        out.insert(g, s);
+    }
+    Ok(out)
 }
 
 /// A guardrail that changed a decision.
@@ -226,6 +266,33 @@ impl Policy for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_settings_file_fills_defaults_and_names_what_is_wrong() {
+        let m = parse_group_settings(r#"{"web-asg": {"min": 2, "max": 40}, "api": {}}"#).unwrap();
+        let web = &m[&ScalingGroup::parse("web-asg").unwrap()];
+        assert_eq!((web.min, web.max), (2, 40));
+        assert_eq!(web.max_step_up, GuardrailSettings::default().max_step_up);
+        assert_eq!(
+            m[&ScalingGroup::parse("api").unwrap()],
+            GuardrailSettings::default()
+        );
+        for (bad, says) in [
+            (r#"[1]"#, "JSON object"),
+            (r#"{"a:b": {}}"#, "group \"a:b\""),
+            (r#"{"g": {"mx": 3}}"#, "unknown field `mx`"),
+            (r#"{"g": {"min": 5, "max": 3}}"#, "min (5) is above max (3)"),
+            (r#"{"g": {"max": 0}}"#, "max must be from 1"),
+            (
+                r#"{"g": {"max_scale_in_fraction": 2}}"#,
+                "max_scale_in_fraction",
+            ),
+            (r#"{"g": {"min": -1}}"#, "group \"g\""),
+        ] {
+            let e = parse_group_settings(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     fn state(total: u32, last_load: Option<f64>) -> GroupState {
         GroupState {

@@ -25,6 +25,14 @@ impl Decider {
             Self::Predictive => "predictive",
         }
     }
+
+    /// The trained policy's version (None for predictive scaling).
+    pub fn version(&self) -> Option<u32> {
+        match self {
+            Self::Rl(p) => Some(p.config.version),
+            Self::Predictive => None,
+        }
+    }
 }
 
 /// The inputs, in instance units: each instance serves 1 unit (100 %
@@ -39,12 +47,17 @@ pub struct Situation<'a> {
     pub capacity_now: u32,
     /// The newest data is too old to scale in on.
     pub stale: bool,
+    /// This group's own guardrails (its configured settings); None: the
+    /// ones the caller passes for every group.
+    pub guardrails: Option<&'a GuardrailSettings>,
 }
 
 /// What to run now and next.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendation {
     pub policy: &'static str,
+    /// Version of the trained policy that decided (None for predictive).
+    pub policy_version: Option<u32>,
     /// The policy's choice, before guardrails.
     pub proposed_now: u32,
     /// After guardrails.
@@ -79,6 +92,7 @@ fn observation<'a>(
 /// Decide now and plan ahead. The guardrails apply to the decision now;
 /// the plan is clamped to min and max.
 pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings) -> Recommendation {
+    let settings = s.guardrails.unwrap_or(settings);
     let mut policy: Box<dyn Policy> = match decider {
         Decider::Rl(p) => Box::new(p.clone()),
         Decider::Predictive => Box::new(Predictive::default()),
@@ -110,6 +124,7 @@ pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings)
     let next = s.forecast.first().map_or(0.0, |q| f64::from(q[1]));
     Recommendation {
         policy: decider.name(),
+        policy_version: decider.version(),
         proposed_now: proposed,
         desired_now,
         reason,
@@ -159,7 +174,7 @@ pub fn recommend_many(
     let mut hists: Vec<Vec<f64>> = Vec::with_capacity(n);
     for ((s, o), &a) in situations.iter().zip(&obs).zip(&actions) {
         let proposed = super::rl::desired(o, a);
-        let (desired_now, fired) = guard_now(s, proposed, settings);
+        let (desired_now, fired) = guard_now(s, proposed, s.guardrails.unwrap_or(settings));
         let next = s.forecast.first().map_or(0.0, |q| f64::from(q[1]));
         let mut plan = Vec::with_capacity(s.forecast.len());
         if !s.forecast.is_empty() {
@@ -167,6 +182,7 @@ pub fn recommend_many(
         }
         out.push(Recommendation {
             policy: decider.name(),
+            policy_version: decider.version(),
             proposed_now: proposed,
             desired_now,
             reason: super::rl::describe(a),
@@ -201,7 +217,11 @@ pub fn recommend_many(
         let wants: Vec<u32> = obs
             .iter()
             .zip(&actions)
-            .map(|(o, &a)| super::rl::desired(o, a).clamp(settings.min, settings.max))
+            .zip(&live)
+            .map(|((o, &a), &i)| {
+                let g = situations[i].guardrails.unwrap_or(settings);
+                super::rl::desired(o, a).clamp(g.min, g.max)
+            })
             .collect();
         for (&i, want) in live.iter().zip(wants) {
             out[i].plan.push(want);
@@ -223,6 +243,7 @@ mod tests {
             forecast: &fc,
             capacity_now: 10,
             stale: false,
+            guardrails: None,
         };
         let r = recommend(&Decider::Predictive, &s, &GuardrailSettings::default());
         // Max p50 over 3 steps = 7 at 50 % -> 14; target tracking 10.
@@ -243,6 +264,7 @@ mod tests {
             forecast: &fc,
             capacity_now: 10,
             stale: true,
+            guardrails: None,
         };
         let r = recommend(&Decider::Predictive, &s, &GuardrailSettings::default());
         assert!(r.proposed_now < 10);
@@ -278,13 +300,21 @@ mod tests {
                 (hist, fc, cap, i % 13 == 0)
             })
             .collect();
+        // Every third group has guardrails of its own (a tight max).
+        let own = GuardrailSettings {
+            min: 2,
+            max: 9,
+            ..GuardrailSettings::default()
+        };
         let situations: Vec<Situation> = inputs
             .iter()
-            .map(|(h, f, c, st)| Situation {
+            .enumerate()
+            .map(|(i, (h, f, c, st))| Situation {
                 history: h,
                 forecast: f,
                 capacity_now: *c,
                 stale: *st,
+                guardrails: (i % 3 == 0).then_some(&own),
             })
             .collect();
         let settings = GuardrailSettings {
@@ -305,6 +335,23 @@ mod tests {
         }
         // The plans are not all flat (the comparison above means something).
         assert!(changed > 0);
+        // A group's own limits hold now and in its whole plan, and the
+        // shared ones elsewhere.
+        for (i, m) in many.iter().enumerate() {
+            let (lo, hi) = if i % 3 == 0 { (2, 9) } else { (1, 60) };
+            assert!(
+                m.plan
+                    .iter()
+                    .chain([&m.desired_now])
+                    .all(|c| (lo..=hi).contains(c)),
+                "group {i}: {m:?}"
+            );
+        }
+        assert!(
+            many.iter()
+                .step_by(3)
+                .any(|m| m.guardrails_fired.contains(&Guard::Max))
+        );
         let states: Vec<_> = (0..40)
             .map(|i| std::array::from_fn(|j| ((i * 31 + j * 7) % 23) as f32 / 10.0 - 0.5))
             .collect();

@@ -137,6 +137,18 @@ pub struct PolicyConfig {
     pub hidden: Vec<usize>,
     /// The forecaster whose quantiles the policy was trained on.
     pub forecaster: String,
+    /// Version of the policy in its folder: 1 for a policy written by
+    /// `train --model policy`, one more at each promotion by `retrain`
+    /// (`crate::sim::retrain`). Absent in older files: 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// The version a promoted policy was retrained from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl Default for PolicyConfig {
@@ -146,6 +158,8 @@ impl Default for PolicyConfig {
             n_actions: N_ACTIONS,
             hidden: HIDDEN.to_vec(),
             forecaster: "bilstm".into(),
+            version: first_version(),
+            parent: None,
         }
     }
 }
@@ -341,6 +355,28 @@ impl RlPolicy {
             actor,
             last_action: HOLD,
         })
+    }
+}
+
+/// The policy a service serves, swappable while it runs (a promotion by
+/// the background retrain); cloning an [`RlPolicy`] out of it is cheap
+/// (the actor's weights are shared).
+#[derive(Debug, Clone, Default)]
+pub struct LivePolicy(std::sync::Arc<parking_lot::RwLock<Option<RlPolicy>>>);
+
+impl LivePolicy {
+    pub fn new(policy: Option<RlPolicy>) -> Self {
+        Self(std::sync::Arc::new(parking_lot::RwLock::new(policy)))
+    }
+
+    /// The policy serving now.
+    pub fn get(&self) -> Option<RlPolicy> {
+        self.0.read().clone()
+    }
+
+    /// Serve `policy` from the next decision on.
+    pub fn set(&self, policy: RlPolicy) {
+        *self.0.write() = Some(policy);
     }
 }
 

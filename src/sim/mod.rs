@@ -20,6 +20,7 @@
 pub mod forecasts;
 pub mod ppo;
 pub mod report;
+pub mod retrain;
 pub mod traces;
 
 use std::ops::Range;

@@ -131,22 +131,50 @@ pub struct ValScore {
 }
 
 pub fn validate(agents: &[Agent], policy: &mut dyn crate::policy::Policy) -> ValScore {
-    let (mut cost, mut sla) = (0.0, 0.0);
-    for a in agents {
-        let t = a.trace;
-        let score: Range<usize> = super::Segment::Validation.range(t);
-        let start = t.split.train_end;
-        let o = simulate_oracle_in(t, start, score.clone());
-        let r = replay_scores(t, policy, Some(a.forecasts), start, score);
-        cost += r.scores.cost_usd / o.scores.cost_usd.max(1e-9);
-        sla += r.scores.sla_pct;
+    ValScore::mean(&score_each(agents, policy, super::Segment::Validation))
+}
+
+/// The score of `policy` on each agent's `segment` (replayed from the
+/// validation start, as every replay is).
+pub fn score_each(
+    agents: &[Agent],
+    policy: &mut dyn crate::policy::Policy,
+    segment: super::Segment,
+) -> Vec<ValScore> {
+    agents
+        .iter()
+        .map(|a| {
+            let t = a.trace;
+            let score: Range<usize> = segment.range(t);
+            let start = t.split.train_end;
+            let o = simulate_oracle_in(t, start, score.clone());
+            let r = replay_scores(t, policy, Some(a.forecasts), start, score);
+            ValScore::new(
+                r.scores.cost_usd / o.scores.cost_usd.max(1e-9),
+                r.scores.sla_pct,
+            )
+        })
+        .collect()
+}
+
+impl ValScore {
+    /// The objective of a cost / oracle and an SLA compliance (%).
+    pub fn new(cost_vs_oracle: f64, sla_pct: f64) -> Self {
+        Self {
+            cost_vs_oracle,
+            sla_pct,
+            objective: cost_vs_oracle + 10.0 * (99.0 - sla_pct).max(0.0),
+        }
     }
-    let n = agents.len().max(1) as f64;
-    let (cost, sla) = (cost / n, sla / n);
-    ValScore {
-        cost_vs_oracle: cost,
-        sla_pct: sla,
-        objective: cost + 10.0 * (99.0 - sla).max(0.0),
+
+    /// Mean cost / oracle and mean compliance over traces, and the
+    /// objective of the two means.
+    pub fn mean(each: &[Self]) -> Self {
+        let n = each.len().max(1) as f64;
+        Self::new(
+            each.iter().map(|v| v.cost_vs_oracle).sum::<f64>() / n,
+            each.iter().map(|v| v.sla_pct).sum::<f64>() / n,
+        )
     }
 }
 
@@ -262,6 +290,30 @@ impl Nets {
         })
     }
 
+    /// Set every weight from `t` (names as [`Nets::tensors`] gives them);
+    /// a missing or misshapen tensor is an error naming it.
+    pub fn load(&self, t: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        for (name, var) in data.iter() {
+            let v = t
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("no tensor {name}")))?;
+            if v.dims() != var.dims() {
+                return Err(candle_core::Error::Msg(format!(
+                    "{name}: shape {:?}, expected {:?}",
+                    v.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&v.to_dtype(DType::F32)?)?;
+        }
+        Ok(())
+    }
+
     /// The actor as plain loops (for replays and serving).
     pub fn actor_snapshot(&self) -> candle_core::Result<Actor> {
         Actor::from_tensors(&self.tensors()?, "actor")
@@ -334,10 +386,33 @@ pub struct TrainReport {
 pub fn train(
     agents: &[Agent],
     opts: &PpoOptions,
+    progress: impl FnMut(usize, f32, &ValScore),
+) -> anyhow::Result<(HashMap<String, Tensor>, TrainReport)> {
+    train_from(agents, opts, None, progress)
+}
+
+/// [`train`], starting from `init` (actor and critic of a trained policy)
+/// instead of the seed's random weights. A warm start is validated once
+/// before the first rollout, as iteration 0, so that the starting policy
+/// itself is a candidate checkpoint: if no iteration beats it on
+/// validation, its own weights come back.
+pub fn train_from(
+    agents: &[Agent],
+    opts: &PpoOptions,
+    init: Option<&HashMap<String, Tensor>>,
     mut progress: impl FnMut(usize, f32, &ValScore),
 ) -> anyhow::Result<(HashMap<String, Tensor>, TrainReport)> {
     let started = Instant::now();
     let nets = Nets::new(opts.seed)?;
+    let mut best: Option<(usize, ValScore, HashMap<String, Tensor>)> = None;
+    let mut history = Vec::new();
+    if let Some(init) = init {
+        nets.load(init)?;
+        let v = validate_nets(agents, &nets, opts.guardrails)?;
+        progress(0, f32::NAN, &v);
+        history.push((0, v));
+        best = Some((0, v, nets.tensors()?));
+    }
     let mut opt = AdamW::new(
         nets.varmap.all_vars(),
         ParamsAdamW {
@@ -356,8 +431,6 @@ pub fn train(
     let mut ret_stats = RunningStd::default();
     let mut running_ret = vec![0.0f64; n_agents];
     let t_len = opts.rollout;
-    let mut best: Option<(usize, ValScore, HashMap<String, Tensor>)> = None;
-    let mut history = Vec::new();
     for it in 1..=opts.iterations {
         // Rollout: every agent replays a random stretch of its train
         // segment; forecasts start at the table's first step.
@@ -502,20 +575,7 @@ pub fn train(
             }
         }
         if it % opts.validate_every == 0 || it == opts.iterations {
-            let p = RlPolicy {
-                config: PolicyConfig::default(),
-                actor: nets.actor_snapshot()?,
-                last_action: HOLD,
-            };
-            let v = if opts.guardrails {
-                validate(
-                    agents,
-                    &mut Guarded::new(Box::new(p), GuardrailSettings::default()),
-                )
-            } else {
-                let mut p = p;
-                validate(agents, &mut p)
-            };
+            let v = validate_nets(agents, &nets, opts.guardrails)?;
             progress(it, mean_reward as f32, &v);
             history.push((it, v));
             if best.as_ref().is_none_or(|b| v.objective < b.1.objective) {
@@ -534,6 +594,24 @@ pub fn train(
             history,
         },
     ))
+}
+
+/// The validation score of the actor as it stands (greedy, with the
+/// default guardrails after it when `guardrails`).
+fn validate_nets(agents: &[Agent], nets: &Nets, guardrails: bool) -> anyhow::Result<ValScore> {
+    let mut p = RlPolicy {
+        config: PolicyConfig::default(),
+        actor: nets.actor_snapshot()?,
+        last_action: HOLD,
+    };
+    Ok(if guardrails {
+        validate(
+            agents,
+            &mut Guarded::new(Box::new(p), GuardrailSettings::default()),
+        )
+    } else {
+        validate(agents, &mut p)
+    })
 }
 
 /// Write `policy.json` and `model.safetensors` (actor and critic); not

@@ -343,23 +343,45 @@ pub fn load_named(root: &Path, name: &str) -> anyhow::Result<Trace> {
     }
 }
 
-/// A trace from a CSV file with columns `timestamp` (Unix seconds) and
-/// `value` (load in any unit).
+/// A trace from a CSV file with columns `timestamp` (Unix seconds,
+/// RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC as NAB and CloudWatch
+/// exports write it) and `value` (load in any unit). A row whose
+/// timestamp parses as none of these is an error naming it.
 pub fn load_file(path: &Path) -> anyhow::Result<Trace> {
     let c = Csv::read(path)?;
-    let pts = c
-        .f64s("timestamp")?
-        .into_iter()
-        .zip(c.f64s("value")?)
-        .filter(|(t, _)| t.is_finite())
-        .map(|(t, v)| (t as i64, v))
-        .collect();
+    let tc = c.col("timestamp")?;
+    let mut pts = Vec::with_capacity(c.rows.len());
+    for (i, (r, v)) in c.rows.iter().zip(c.f64s("value")?).enumerate() {
+        let s = r.get(tc).unwrap_or_default().trim();
+        let t = parse_timestamp(s).ok_or_else(|| {
+            anyhow!(
+                "{}: row {}: timestamp {s:?} is not Unix seconds, RFC 3339 or \
+                 YYYY-MM-DD HH:MM:SS",
+                path.display(),
+                i + 2
+            )
+        })?;
+        pts.push((t, v));
+    }
     let id = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("trace")
         .to_owned();
     Trace::from_points(&id, pts)
+}
+
+/// Unix seconds, RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC).
+fn parse_timestamp(s: &str) -> Option<i64> {
+    if let Ok(t) = s.parse::<f64>() {
+        return t.is_finite().then_some(t as i64);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
 }
 
 /// `main` (the 13 traces), a trace name, or a CSV file.
@@ -384,6 +406,29 @@ mod tests {
         assert_eq!(start, 600);
         assert_eq!(x, vec![2.0, 4.0, 6.0, 8.0]);
         assert!(grid_points(vec![(0, f64::NAN)]).is_none());
+    }
+
+    #[test]
+    fn a_trace_file_takes_unix_or_date_time_stamps_and_names_a_bad_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.csv");
+        let mut text = String::from("timestamp,value\n");
+        for i in 0..150 {
+            if i % 2 == 0 {
+                text.push_str(&format!("{},{}\n", 1_400_000_100 + i * 300, i % 5));
+            } else {
+                let t = chrono::DateTime::from_timestamp(1_400_000_100 + i * 300, 0).unwrap();
+                text.push_str(&format!("{},{}\n", t.format("%Y-%m-%d %H:%M:%S"), i % 5));
+            }
+        }
+        std::fs::write(&p, &text).unwrap();
+        let t = load_file(&p).unwrap();
+        assert_eq!((t.id.as_str(), t.load.len()), ("g", 150));
+        assert_eq!(t.start, 1_400_000_100 / 300 * 300);
+        text.push_str("yesterday,3\n");
+        std::fs::write(&p, &text).unwrap();
+        let e = load_file(&p).unwrap_err().to_string();
+        assert!(e.contains("row 152") && e.contains("yesterday"), "{e}");
     }
 
     #[test]

@@ -92,6 +92,29 @@ impl MemoryStore {
         })
     }
 
+    /// The samples of a data directory, read without touching it (no
+    /// compaction, no log kept open): for tools such as `forescale
+    /// retrain` that read a running service's store beside it. A torn
+    /// last line, a batch being written, is skipped as at start-up.
+    pub fn open_read_only(dir: &Path, cfg: StoreConfig) -> Result<Self, StoreError> {
+        let mut state = HashMap::new();
+        let path = dir.join("samples.log");
+        if !path.exists() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no sample log", path.display()),
+            )));
+        }
+        replay(&path, &mut state, cfg.retention_seconds)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cfg,
+                state: RwLock::new(state),
+                log: Mutex::new(None),
+            }),
+        })
+    }
+
     pub fn config(&self) -> &StoreConfig {
         &self.inner.cfg
     }
@@ -269,6 +292,23 @@ mod tests {
         // Compaction rewrote the log without the torn line.
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_read_only_open_reads_the_log_and_leaves_it_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("samples.log");
+        let g = ScalingGroup::parse("g").unwrap();
+        let mut text = encode_line(&g, &[MetricSample::cpu_only(600, 1.0)]).unwrap();
+        text.extend(encode_line(&g, &[MetricSample::cpu_only(900, 2.0)]).unwrap());
+        text.extend_from_slice(br#"{"g":"g","s":[{"t":9"#);
+        fs::write(&path, &text).unwrap();
+        let store = MemoryStore::open_read_only(dir.path(), StoreConfig::default()).unwrap();
+        assert_eq!(store.samples_since(&g, 0).len(), 2);
+        assert_eq!(fs::read(&path).unwrap(), text, "not compacted");
+        let empty = tempfile::tempdir().unwrap();
+        let e = MemoryStore::open_read_only(empty.path(), StoreConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("no sample log"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,16 @@ async fn control(
     write: bool,
     lease: Lease,
 ) -> ControlLoop {
+    control_with(fixture, group, write, lease, Default::default()).await
+}
+
+async fn control_with(
+    fixture: &Fixture,
+    group: &ScalingGroup,
+    write: bool,
+    lease: Lease,
+    group_settings: std::collections::HashMap<ScalingGroup, forescale::policy::GuardrailSettings>,
+) -> ControlLoop {
     let sdk = sdk().await;
     let mut policy = WritePolicy::default();
     if write {
@@ -67,6 +77,7 @@ async fn control(
     ));
     let mut state = fixture.app_state().await;
     state.actuator = Some(actuator.clone());
+    state.group_settings = Arc::new(group_settings);
     ControlLoop {
         state: web::Data::new(state),
         puller: Some(CloudWatchPuller::new(&sdk, 300)),
@@ -121,6 +132,56 @@ async fn one_tick_pulls_forecasts_and_writes_the_plan_once() {
     assert!(
         metrics.contains("forescale_control_stage_total{stage=\"actuate\",outcome=\"ok\"} 2"),
         "{metrics}"
+    );
+}
+
+/// `--planner policy`: the decision stage plans (here AWS-style
+/// predictive scaling, no trained policy in the test state) with the
+/// group's configured guardrails, and the actuator writes that plan.
+#[actix_web::test]
+async fn the_policy_planner_writes_the_decision_stages_plan() {
+    let g = create_group(&unique_prefix("ctl-pol")).await;
+    let end = put_metrics(&g, 80.0, 24).await;
+    let fixture = Fixture::new(Kind::Memory, "ctl-pol");
+    let mut ctl = control(&fixture, &g, true, Lease::Local).await;
+    ctl.settings.planner = forescale::control::Planner::Policy;
+    let now = chrono::Utc::now().timestamp();
+    let ticks = ctl.tick(now).await;
+    let t = &ticks[0];
+    assert_eq!(t.error, None, "{t:?}");
+    // Load 0.8 x 4 = 3.2 instances; predictive at 50 %: ceil(6.4) = 7.
+    assert_eq!(t.plan.len(), 12);
+    assert!(t.plan.iter().all(|s| s.capacity == 7), "{:?}", t.plan);
+    // The first step is the one after the newest data (as forecast at
+    // target plans it).
+    assert_eq!(t.plan[0].at, end);
+    let ours: Vec<_> = ctl
+        .actuator
+        .existing(&g)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.name.starts_with(&action_prefix(&g)))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].desired_capacity, Some(7));
+
+    // The group's own max bounds the plan.
+    let g2 = create_group(&unique_prefix("ctl-pol-max")).await;
+    put_metrics(&g2, 80.0, 24).await;
+    let fixture2 = Fixture::new(Kind::Memory, "ctl-pol-max");
+    let settings = forescale::policy::guardrails::parse_group_settings(&format!(
+        r#"{{"{g2}": {{"max": 5}}}}"#
+    ))
+    .unwrap();
+    let mut ctl = control_with(&fixture2, &g2, false, Lease::Local, settings).await;
+    ctl.settings.planner = forescale::control::Planner::Policy;
+    let ticks = ctl.tick(chrono::Utc::now().timestamp()).await;
+    assert_eq!(ticks[0].error, None, "{:?}", ticks[0]);
+    assert!(
+        ticks[0].plan.iter().all(|s| s.capacity == 5),
+        "{:?}",
+        ticks[0].plan
     );
 }
 

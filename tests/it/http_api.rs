@@ -630,7 +630,9 @@ async fn fleet_cycle_batches_and_matches_single_group_answers() {
     let state = actix_web::web::Data::new(forescale::http::AppState {
         models: forescale::forecast::ModelRegistry::load_dir(&models).unwrap(),
         default_model: "bilstm".into(),
-        policy: Some(forescale::policy::rl::RlPolicy::load(&models.join("policy")).unwrap()),
+        policy: forescale::policy::rl::LivePolicy::new(Some(
+            forescale::policy::rl::RlPolicy::load(&models.join("policy")).unwrap(),
+        )),
         ..f.app_state().await
     });
     let app = test::init_service(create_app(state)).await;
@@ -690,4 +692,91 @@ async fn fleet_cycle_batches_and_matches_single_group_answers() {
         let e: Value = test::read_body_json(resp).await;
         assert_eq!(e["field"], field, "{uri}: {e}");
     }
+}
+
+/// A group's own guardrails (`--group-settings`) apply to its
+/// recommendations, single and fleet; the query's min/max override them;
+/// `GET /v1/groups/{g}/settings` shows what applies.
+#[actix_web::test]
+async fn configured_group_settings_bound_its_recommendations() {
+    let f = Fixture::new(Kind::Memory, "gset");
+    let settings = forescale::policy::guardrails::parse_group_settings(
+        r#"{"web": {"min": 2, "max": 12, "max_step_up": 1}}"#,
+    )
+    .unwrap();
+    let state = actix_web::web::Data::new(forescale::http::AppState {
+        group_settings: std::sync::Arc::new(settings),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    for g in ["web", "api"] {
+        let resp = test::call_service(
+            &app,
+            post_json(
+                &format!("/v1/groups/{g}/samples"),
+                &rising_body(30, Some(10)),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+    // Predictive wants 14 (see above); web may add one instance per
+    // decision and plans at most 12; api has the defaults.
+    let resp = test::call_service(&app, get("/v1/groups/web/recommendation")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["desired_capacity"], 11, "{v}");
+    assert_eq!(v["explanation"]["guardrails_fired"], json!(["max_step_up"]));
+    assert!(
+        v["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["desired_capacity"].as_u64() <= Some(12))
+    );
+    let resp = test::call_service(&app, get("/v1/groups/api/recommendation")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["desired_capacity"], 14, "{v}");
+    // The fleet cycle gives each group its own.
+    let resp = test::call_service(&app, get("/v1/recommendations")).await;
+    let v: Value = test::read_body_json(resp).await;
+    let by: std::collections::HashMap<String, u64> = v["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["group"].as_str().unwrap().to_owned(),
+                r["desired_capacity"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!((by["web"], by["api"]), (11, 14), "{v}");
+    // The query's max overrides the file's; a query min above the
+    // configured max is a 400 naming min.
+    let resp = test::call_service(&app, get("/v1/groups/web/recommendation?max=10")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["desired_capacity"], 10, "{v}");
+    for (uri, field) in [
+        ("/v1/groups/web/recommendation?min=13", "min"),
+        ("/v1/recommendations?min=13", "min"),
+        ("/v1/groups/a:b/settings", "group"),
+    ] {
+        let resp = test::call_service(&app, get(uri)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let v: Value = test::read_body_json(resp).await;
+        assert_eq!(v["field"], field, "{uri}: {v}");
+    }
+    let resp = test::call_service(&app, get("/v1/groups/web/settings")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["configured"], true);
+    assert_eq!(v["guardrails"]["max_step_up"], 1);
+    assert_eq!(v["guardrails"]["scale_in_cooldown_steps"], 3);
+    let resp = test::call_service(&app, get("/v1/groups/other/settings")).await;
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(
+        (v["configured"].clone(), v["guardrails"]["max"].clone()),
+        (json!(false), json!(100))
+    );
 }

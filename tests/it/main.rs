@@ -13,6 +13,7 @@ mod faults;
 mod http_api;
 mod neural;
 mod openapi;
+mod retrain;
 mod sim;
 mod store_suite;
 mod support;

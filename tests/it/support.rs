@@ -101,7 +101,8 @@ impl Fixture {
             ),
             actuator: None,
             tokens: None,
-            policy: None,
+            policy: forescale::policy::rl::LivePolicy::default(),
+            group_settings: Default::default(),
         }
     }
 }
