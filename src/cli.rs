@@ -1225,10 +1225,16 @@ async fn retrain_histories(args: &RetrainArgs) -> anyhow::Result<Vec<(String, Ve
             )
             .await
             .with_context(|| format!("--redis-url {}", redact(url)))?,
-            None => WindowStore::Memory(
+            None => WindowStore::Memory({
+                anyhow::ensure!(
+                    args.data_dir.join("samples.log").is_file(),
+                    "--data-dir {}: no samples.log there (give the service's --data-dir, or \
+                     --redis-url for a Redis store)",
+                    args.data_dir.display()
+                );
                 crate::store::MemoryStore::open_read_only(&args.data_dir, cfg)
-                    .with_context(|| format!("--data-dir {}", args.data_dir.display()))?,
-            ),
+                    .with_context(|| format!("--data-dir {}", args.data_dir.display()))?
+            }),
         };
         let all = args.groups.iter().any(|g| g == "all");
         let names: Vec<ScalingGroup> = if all {

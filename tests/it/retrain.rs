@@ -162,6 +162,11 @@ async fn a_retrain_is_judged_on_the_replay_logged_and_versioned() {
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("give --trace"), "{e:#}");
+    let empty = dir.path().join("empty");
+    let mut a = retrain_args(m, p, out.to_str().unwrap());
+    a.extend(["--groups", "all", "--data-dir", empty.to_str().unwrap()]);
+    let e = forescale(&a).await.unwrap_err();
+    assert!(format!("{e:#}").contains("no samples.log"), "{e:#}");
     let mut a = retrain_args(m, "/nonexistent/policy", out.to_str().unwrap());
     a.extend(["--trace", nab.to_str().unwrap()]);
     let e = forescale(&a).await.unwrap_err();
