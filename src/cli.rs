@@ -1122,8 +1122,29 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         },
         ..ppo::PpoOptions::default()
     };
+    let init = match &args.policy_init {
+        Some(dir) => {
+            let (p, w) = crate::sim::retrain::PolicyDir::new(dir)
+                .load()
+                .with_context(|| format!("--policy-init {}", dir.display()))?;
+            anyhow::ensure!(
+                p.config.forecaster == forecaster.name(),
+                "--policy-init {}: that policy reads {:?}, not --policy-forecaster {:?}",
+                dir.display(),
+                p.config.forecaster,
+                forecaster.name()
+            );
+            eprintln!(
+                "starting from {} (version {})",
+                dir.display(),
+                p.config.version
+            );
+            Some(w)
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let (weights, report) = ppo::train(&agents, &opts, |it, reward, v| {
+    let (weights, report) = ppo::train_from(&agents, &opts, init.as_ref(), |it, reward, v| {
         eprintln!(
             "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  validation: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
             started.elapsed().as_secs_f64(),
@@ -1523,6 +1544,11 @@ pub struct TrainArgs {
     /// every this many iterations.
     #[arg(long, env = "FORESCALE_POLICY_VALIDATE_EVERY", default_value_t = 2)]
     pub policy_validate_every: usize,
+    /// Policy: start from this trained policy folder's weights (actor and
+    /// critic) instead of random ones; it is validated first, as
+    /// iteration 0, so it is kept if no iteration beats it.
+    #[arg(long, env = "FORESCALE_POLICY_INIT")]
+    pub policy_init: Option<PathBuf>,
     /// Folder of trained models (the policy's forecaster).
     #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,

@@ -182,6 +182,59 @@ async fn a_policy_trains_in_the_simulator_and_replays_with_guardrails() {
     // The policy folder is not mistaken for a forecaster.
     assert!(!policy_dir.join("config.json").exists());
 
+    // A warm start validates its starting weights first (iteration 0):
+    // the same weights on the same segments score what they scored.
+    let warm_dir = models.join("warm");
+    forescale(&[
+        "train",
+        "--model",
+        "policy",
+        "--policy-init",
+        policy_dir.to_str().unwrap(),
+        "--policy-traces",
+        "bb-aug-svc1",
+        "--policy-forecaster",
+        "snaive",
+        "--policy-iterations",
+        "2",
+        "--data-root",
+        root,
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--out",
+        warm_dir.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let warm: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(warm_dir.join("training.json")).unwrap()).unwrap();
+    let first = &warm["report"]["history"][0];
+    assert_eq!(first[0], 0, "{warm}");
+    assert_eq!(first[1], training["report"]["best"], "{warm}");
+    // A starting policy reading another forecaster is refused.
+    let e = forescale(&[
+        "train",
+        "--model",
+        "policy",
+        "--policy-init",
+        policy_dir.to_str().unwrap(),
+        "--policy-traces",
+        "bb-aug-svc1",
+        "--policy-forecaster",
+        "naive",
+        "--policy-iterations",
+        "1",
+        "--data-root",
+        root,
+        "--models-dir",
+        models.to_str().unwrap(),
+        "--out",
+        warm_dir.to_str().unwrap(),
+    ])
+    .await
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("reads \"snaive\""), "{e:#}");
+
     let out = dir.path().join("sim");
     forescale(&[
         "simulate",
