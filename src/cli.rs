@@ -630,6 +630,11 @@ pub struct RetrainArgs {
     /// Also write the decision (JSON) to this file.
     #[arg(long, env = "FORESCALE_RETRAIN_OUT")]
     pub out: Option<PathBuf>,
+    /// Draw each history's replay (demand against the live policy's, the
+    /// candidate's and target tracking's ready capacity) as
+    /// `<dir>/<history>.svg`.
+    #[arg(long, env = "FORESCALE_RETRAIN_PLOTS")]
+    pub plots: Option<PathBuf>,
 }
 
 impl RetrainArgs {
@@ -1355,6 +1360,7 @@ async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
             &opts,
             args.dry_run,
             serde_json::json!({"command": command_line()}),
+            args.plots.as_deref(),
             |it, reward, v| {
                 eprintln!(
                     "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  select part: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
@@ -1403,6 +1409,9 @@ async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
             None => println!("not promoted: {}", d.reason),
         }
         println!("decision logged to {}", dir.log_path().display());
+        if let Some(p) = &args.plots {
+            println!("replay plots in {}", p.display());
+        }
         if let Some(out) = &args.out {
             std::fs::write(out, serde_json::to_vec_pretty(&d)?)
                 .with_context(|| format!("--out {}", out.display()))?;

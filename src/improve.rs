@@ -95,6 +95,7 @@ pub async fn round(
             &opts,
             false,
             serde_json::json!({"by": "serve --retrain-every-hours"}),
+            None,
             |_, _, _| {},
         )
     })
@@ -116,6 +117,9 @@ pub async fn round(
 pub fn spawn(state: web::Data<AppState>, settings: ImproveSettings) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(settings.every);
+        // A round longer than the period delays the next; rounds never
+        // queue up.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;

@@ -303,10 +303,49 @@ pub fn retrain(
     })
 }
 
+/// Demand against the ready capacity of the live policy, the candidate
+/// and target tracking on each history's replay part:
+/// `<dir>/<history>.svg`. Returns the files written.
+pub fn plot_replays(
+    dir: &Path,
+    histories: &[Trace],
+    tables: &[ForecastTable],
+    live: (&HashMap<String, Tensor>, u32),
+    candidate: &HashMap<String, Tensor>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let mut out = Vec::with_capacity(histories.len());
+    for (t, f) in histories.iter().zip(tables) {
+        let (start, score) = (t.split.train_end, Segment::Test.range(t));
+        let run = |p: &mut dyn crate::policy::Policy, label: String| {
+            let mut r = super::replay_scores(t, p, Some(f), start, score.clone());
+            r.scores.policy = label;
+            r
+        };
+        let runs = [
+            run(
+                &mut guarded(Actor::from_tensors(live.0, "actor")?),
+                format!("live v{} + guardrails", live.1),
+            ),
+            run(
+                &mut guarded(Actor::from_tensors(candidate, "actor")?),
+                "candidate + guardrails".into(),
+            ),
+            run(&mut TargetTracking::default(), "target tracking".into()),
+        ];
+        let path = dir.join(format!("{}.svg", t.id));
+        super::report::plot(&path, t, &runs.iter().collect::<Vec<_>>(), Segment::Test)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
 /// One retrain of the live policy in `dir`: forecasts for every history
 /// from `forecaster` (the one the live policy reads), a candidate, the
 /// decision, the promotion unless `dry_run`, and the decision logged.
-/// `training` is recorded in the new version's `training.json`.
+/// `training` is recorded in the new version's `training.json`. With
+/// `plots`, [`plot_replays`] draws each history's replay there.
+#[allow(clippy::too_many_arguments)]
 pub fn retrain_dir(
     dir: &PolicyDir,
     histories: &[Trace],
@@ -314,6 +353,7 @@ pub fn retrain_dir(
     opts: &RetrainOptions,
     dry_run: bool,
     training: serde_json::Value,
+    plots: Option<&Path>,
     progress: impl FnMut(usize, f32, &ValScore),
 ) -> anyhow::Result<Decision> {
     let (live, weights) = dir
@@ -337,6 +377,15 @@ pub fn retrain_dir(
         opts,
         progress,
     )?;
+    if let Some(p) = plots {
+        plot_replays(
+            p,
+            histories,
+            &tables,
+            (&weights, live.config.version),
+            &out.weights,
+        )?;
+    }
     let mut d = out.decision;
     if d.promoted && dry_run {
         d.promoted = false;

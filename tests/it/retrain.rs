@@ -95,9 +95,20 @@ async fn a_retrain_is_judged_on_the_replay_logged_and_versioned() {
     let (m, p) = (models.to_str().unwrap(), policy.to_str().unwrap());
     let out = dir.path().join("decision.json");
     let nab = nab_file();
+    let plots = dir.path().join("plots");
     let mut args = retrain_args(m, p, out.to_str().unwrap());
     args.extend(["--trace", nab.to_str().unwrap()]);
-    forescale(&args).await.unwrap();
+    forescale(&[args.as_slice(), &["--plots", plots.to_str().unwrap()]].concat())
+        .await
+        .unwrap();
+    let svg = std::fs::read_to_string(plots.join("ec2_cpu_utilization_825cc2.svg")).unwrap();
+    for label in [
+        "live v1 + guardrails",
+        "candidate + guardrails",
+        "target tracking",
+    ] {
+        assert!(svg.contains(label), "{label}");
+    }
 
     let d = json(&out);
     assert_eq!(d["current_version"], 1, "{d}");
