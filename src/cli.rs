@@ -627,6 +627,10 @@ pub struct RetrainArgs {
     /// version; the live one is archived first).
     #[arg(long, value_name = "N", conflicts_with_all = ["trace", "groups", "dry_run"])]
     pub rollback_to: Option<u32>,
+    /// Longest hole in a history (steps) filled by interpolation; before
+    /// a longer one the history is cut and only the newest stretch used.
+    #[arg(long, env = "FORESCALE_RETRAIN_MAX_GAP_STEPS", default_value_t = 12)]
+    pub max_gap_steps: usize,
     /// Also write the decision (JSON) to this file.
     #[arg(long, env = "FORESCALE_RETRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -661,6 +665,7 @@ impl RetrainArgs {
             select_pct: self.select_pct,
             warm_start: !self.from_scratch,
             min_gain: self.min_gain,
+            max_gap_steps: self.max_gap_steps,
             ppo: crate::sim::ppo::PpoOptions {
                 iterations: self.iterations,
                 envs_per_trace: self.envs_per_trace,

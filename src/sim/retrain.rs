@@ -62,6 +62,11 @@ pub struct RetrainOptions {
     /// Promote only when the candidate's objective is lower by more than
     /// this.
     pub min_gain: f64,
+    /// Longest hole in a history (in 5-minute steps) the twin fills by
+    /// interpolation; before a longer one the history is cut, and only
+    /// the newest stretch is used (a straight line across hours of
+    /// missing data is not demand).
+    pub max_gap_steps: usize,
 }
 
 impl Default for RetrainOptions {
@@ -77,6 +82,7 @@ impl Default for RetrainOptions {
             },
             warm_start: true,
             min_gain: 0.0,
+            max_gap_steps: 12,
         }
     }
 }
@@ -110,9 +116,23 @@ pub fn history_trace(
     points: Vec<(i64, f64)>,
     opts: &RetrainOptions,
 ) -> anyhow::Result<Trace> {
+    let points = after_last_gap(points, opts.max_gap_steps);
     let mut t = Trace::from_points(id, points)?;
     split_history(&mut t, opts)?;
     Ok(t)
+}
+
+/// The points after the newest hole longer than `max_gap_steps` steps
+/// (all of them when there is none), oldest first.
+pub fn after_last_gap(mut points: Vec<(i64, f64)>, max_gap_steps: usize) -> Vec<(i64, f64)> {
+    points.retain(|p| p.1.is_finite());
+    points.sort_by_key(|p| p.0);
+    let limit = (max_gap_steps as i64 + 1) * super::traces::STEP;
+    let cut = points
+        .windows(2)
+        .rposition(|w| w[1].0 - w[0].0 > limit)
+        .map_or(0, |i| i + 1);
+    points.split_off(cut)
 }
 
 /// Re-split a trace into fit / select / replay.
@@ -640,6 +660,24 @@ mod tests {
             ..RetrainOptions::default()
         };
         assert!(bad.check().unwrap_err().to_string().contains("replay"));
+    }
+
+    #[test]
+    fn a_long_hole_cuts_the_history_and_short_ones_are_kept() {
+        // Steps 0..10, a 24-step hole, 34..40, a 12-step hole (40..52
+        // missing), 52..55; a NaN is no sample.
+        let mut pts: Vec<(i64, f64)> = (0..10).map(|i| (i * 300, 1.0)).collect();
+        pts.extend((34..40).map(|i| (i * 300, 2.0)));
+        pts.extend((52..55).map(|i| (i * 300, 3.0)));
+        pts.push((60 * 300, f64::NAN));
+        pts.reverse();
+        let kept = after_last_gap(pts.clone(), 12);
+        assert_eq!(kept.first(), Some(&(34 * 300, 2.0)));
+        assert_eq!(kept.len(), 9);
+        // A limit under the 12-step hole: only the last run.
+        let kept = after_last_gap(pts, 11);
+        assert_eq!(kept.first(), Some(&(52 * 300, 3.0)));
+        assert_eq!(kept.len(), 3);
     }
 
     #[test]
