@@ -116,18 +116,16 @@ fn one_group(c: &mut Criterion) {
             ]
         })
         .collect();
+    let settings = DecisionSettings::default();
     let s = Situation {
         history: &history,
         forecast: &forecast,
         capacity_now: 10,
         stale: false,
-        guardrails: None,
+        guardrails: &settings.guardrails,
     };
-    let settings = DecisionSettings::default();
     let rl = Decider::Rl(policy.clone());
-    c.bench_function("recommend_one_group_rl", |b| {
-        b.iter(|| recommend(&rl, &s, &settings.guardrails))
-    });
+    c.bench_function("recommend_one_group_rl", |b| b.iter(|| recommend(&rl, &s)));
     let x = [0.5f32; forescale::policy::rl::N_STATE];
     c.bench_function("actor_logits", |b| b.iter(|| policy.actor.logits(&x)));
 }

@@ -1090,17 +1090,13 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
     );
     let registry = ModelRegistry::load_dir(&args.models_dir)
         .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
-    let forecaster = match args.policy_forecaster.as_str() {
-        "naive" => SimForecaster::Naive,
-        "snaive" => SimForecaster::SeasonalNaive,
-        m => SimForecaster::Neural(
-            registry
-                .neural()
-                .find(|n| n.name() == m)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("--policy-forecaster: no trained model {m:?}"))?,
-        ),
-    };
+    let forecaster =
+        SimForecaster::by_name(&args.policy_forecaster, &registry).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--policy-forecaster: no trained model {:?}",
+                args.policy_forecaster
+            )
+        })?;
     let traces = sim::traces::load_spec(&args.data.data_root, &args.policy_traces)
         .with_context(|| format!("--policy-traces {}", args.policy_traces))?;
     eprintln!(
@@ -1328,27 +1324,16 @@ async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
     );
     tokio::task::spawn_blocking(move || {
         let dir = PolicyDir::new(&args.policy_dir);
-        let (live, _) = dir
-            .load()
-            .with_context(|| format!("--policy-dir {}", args.policy_dir.display()))?;
+        anyhow::ensure!(
+            dir.path.join("policy.json").is_file(),
+            "--policy-dir {}: no policy.json there (a folder written by train --model policy)",
+            args.policy_dir.display()
+        );
         let registry = ModelRegistry::load_dir(&args.models_dir)
             .with_context(|| format!("loading models from {}", args.models_dir.display()))?;
-        let forecaster = match live.config.forecaster.as_str() {
-            "naive" => crate::sim::SimForecaster::Naive,
-            "snaive" => crate::sim::SimForecaster::SeasonalNaive,
-            m => crate::sim::SimForecaster::Neural(
-                registry.neural().find(|n| n.name() == m).cloned().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "the live policy (version {}) reads model {m:?}, which is not in {}",
-                        live.config.version,
-                        args.models_dir.display()
-                    )
-                })?,
-            ),
-        };
         eprintln!(
-            "retraining policy version {} ({}) on {} histories: {}",
-            live.config.version,
+            "retraining the live policy in {} ({}) on {} histories: {}",
+            dir.path.display(),
             if opts.warm_start { "warm start" } else { "from scratch" },
             histories.len(),
             histories
@@ -1361,7 +1346,7 @@ async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
         let d = rt::retrain_dir(
             &dir,
             &histories,
-            &forecaster,
+            &registry,
             &opts,
             args.dry_run,
             serde_json::json!({"command": command_line()}),

@@ -401,10 +401,10 @@ fn decide_chunk(
             forecast: &p.quantiles,
             capacity_now: p.capacity_now,
             stale: p.stale,
-            guardrails: p.guardrails.as_ref(),
+            guardrails: p.guardrails.as_ref().unwrap_or(&settings.guardrails),
         })
         .collect();
-    let mut recs = recommend_many(decider, &situations, &settings.guardrails).into_iter();
+    let mut recs = recommend_many(decider, &situations).into_iter();
     drop(situations);
     prepared
         .into_iter()

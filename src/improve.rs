@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix_web::web;
 
 use crate::http::AppState;
+use crate::sim::Trace;
 use crate::sim::retrain::{self, Decision, PolicyDir, RetrainOptions};
-use crate::sim::{SimForecaster, Trace};
 
 /// Settings of the background retrain.
 #[derive(Debug, Clone)]
@@ -69,29 +69,14 @@ pub async fn round(
             retrain::min_history_steps(&settings.options)
         )));
     }
-    let live = state
-        .policy
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("no trained policy is served; nothing to retrain"))?;
-    let forecaster = match live.config.forecaster.as_str() {
-        "naive" => SimForecaster::Naive,
-        "snaive" => SimForecaster::SeasonalNaive,
-        m => SimForecaster::Neural(
-            state
-                .models
-                .neural()
-                .find(|n| n.name() == m)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("the policy reads model {m:?}, not loaded"))?,
-        ),
-    };
     let dir = settings.policy_dir.clone();
     let opts = settings.options.clone();
+    let models = state.models.clone();
     let d = web::block(move || {
         retrain::retrain_dir(
             &dir,
             &hist,
-            &forecaster,
+            &models,
             &opts,
             false,
             serde_json::json!({"by": "serve --retrain-every-hours"}),

@@ -199,7 +199,7 @@ pub async fn group_recommendation(
 ) -> Result<web::Json<RecommendationResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
     let model = pick_model(&state, query.model.as_deref())?;
-    let settings = settings(query.min, query.max)?;
+    check_limits(query.min, query.max)?;
     if let Some(c) = query.capacity
         && !(1..=MAX_GROUP_SIZE).contains(&c)
     {
@@ -214,15 +214,22 @@ pub async fn group_recommendation(
         capacity: query.capacity,
         guardrails,
     };
-    let (mut out, _) = decide(&state, &model, vec![req], &settings, now()).await;
+    let (mut out, _) = decide(
+        &state,
+        &model,
+        vec![req],
+        &DecisionSettings::default(),
+        now(),
+    )
+    .await;
     let d = out
         .pop()
         .ok_or_else(|| bad("group", "no decision was made"))??;
     Ok(web::Json(response(d)))
 }
 
-/// Guardrail settings from the query's min and max.
-fn settings(min: Option<u32>, max: Option<u32>) -> Result<DecisionSettings, ApiError> {
+/// The query's min and max, checked before any group's settings apply.
+fn check_limits(min: Option<u32>, max: Option<u32>) -> Result<(), ApiError> {
     let min = min.unwrap_or(1);
     let max = max.unwrap_or(100);
     if !(1..=MAX_GROUP_SIZE).contains(&max) {
@@ -231,14 +238,7 @@ fn settings(min: Option<u32>, max: Option<u32>) -> Result<DecisionSettings, ApiE
     if min > max {
         return Err(bad("min", format!("{min} is above max ({max})")));
     }
-    Ok(DecisionSettings {
-        guardrails: GuardrailSettings {
-            min,
-            max,
-            ..GuardrailSettings::default()
-        },
-        ..DecisionSettings::default()
-    })
+    Ok(())
 }
 
 fn response(d: Decision) -> RecommendationResponse {
@@ -336,7 +336,7 @@ pub async fn fleet_recommendations(
     query: web::Query<FleetQuery>,
 ) -> Result<web::Json<FleetResponse>, ApiError> {
     let model = pick_model(&state, query.model.as_deref())?;
-    let settings = settings(query.min, query.max)?;
+    check_limits(query.min, query.max)?;
     let groups: Vec<ScalingGroup> = match query.groups.as_deref().filter(|s| !s.is_empty()) {
         Some(list) => list
             .split(',')
@@ -373,7 +373,14 @@ pub async fn fleet_recommendations(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let names: Vec<String> = requests.iter().map(|r| r.group.to_string()).collect();
-    let (out, stats) = decide(&state, &model, requests, &settings, now()).await;
+    let (out, stats) = decide(
+        &state,
+        &model,
+        requests,
+        &DecisionSettings::default(),
+        now(),
+    )
+    .await;
     let mut recommendations = Vec::with_capacity(out.len());
     let mut errors = Vec::new();
     for (name, r) in names.into_iter().zip(out) {

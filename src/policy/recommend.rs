@@ -47,9 +47,8 @@ pub struct Situation<'a> {
     pub capacity_now: u32,
     /// The newest data is too old to scale in on.
     pub stale: bool,
-    /// This group's own guardrails (its configured settings); None: the
-    /// ones the caller passes for every group.
-    pub guardrails: Option<&'a GuardrailSettings>,
+    /// The group's guardrails (its configured settings, or the cycle's).
+    pub guardrails: &'a GuardrailSettings,
 }
 
 /// What to run now and next.
@@ -91,8 +90,8 @@ fn observation<'a>(
 
 /// Decide now and plan ahead. The guardrails apply to the decision now;
 /// the plan is clamped to min and max.
-pub fn recommend(decider: &Decider, s: &Situation, settings: &GuardrailSettings) -> Recommendation {
-    let settings = s.guardrails.unwrap_or(settings);
+pub fn recommend(decider: &Decider, s: &Situation) -> Recommendation {
+    let settings = s.guardrails;
     let mut policy: Box<dyn Policy> = match decider {
         Decider::Rl(p) => Box::new(p.clone()),
         Decider::Predictive => Box::new(Predictive::default()),
@@ -151,16 +150,9 @@ fn guard_now(s: &Situation, proposed: u32, settings: &GuardrailSettings) -> (u32
 /// [`recommend`] for many groups at once, same answers: with the trained
 /// policy, every group's decision of a plan step goes through the actor
 /// as one batch (each weight read once per block of groups).
-pub fn recommend_many(
-    decider: &Decider,
-    situations: &[Situation],
-    settings: &GuardrailSettings,
-) -> Vec<Recommendation> {
+pub fn recommend_many(decider: &Decider, situations: &[Situation]) -> Vec<Recommendation> {
     let Decider::Rl(p) = decider else {
-        return situations
-            .iter()
-            .map(|s| recommend(decider, s, settings))
-            .collect();
+        return situations.iter().map(|s| recommend(decider, s)).collect();
     };
     let n = situations.len();
     // Now: the policy, then the guardrails.
@@ -174,7 +166,7 @@ pub fn recommend_many(
     let mut hists: Vec<Vec<f64>> = Vec::with_capacity(n);
     for ((s, o), &a) in situations.iter().zip(&obs).zip(&actions) {
         let proposed = super::rl::desired(o, a);
-        let (desired_now, fired) = guard_now(s, proposed, s.guardrails.unwrap_or(settings));
+        let (desired_now, fired) = guard_now(s, proposed, s.guardrails);
         let next = s.forecast.first().map_or(0.0, |q| f64::from(q[1]));
         let mut plan = Vec::with_capacity(s.forecast.len());
         if !s.forecast.is_empty() {
@@ -219,7 +211,7 @@ pub fn recommend_many(
             .zip(&actions)
             .zip(&live)
             .map(|((o, &a), &i)| {
-                let g = situations[i].guardrails.unwrap_or(settings);
+                let g = situations[i].guardrails;
                 super::rl::desired(o, a).clamp(g.min, g.max)
             })
             .collect();
@@ -243,9 +235,9 @@ mod tests {
             forecast: &fc,
             capacity_now: 10,
             stale: false,
-            guardrails: None,
+            guardrails: &GuardrailSettings::default(),
         };
-        let r = recommend(&Decider::Predictive, &s, &GuardrailSettings::default());
+        let r = recommend(&Decider::Predictive, &s);
         // Max p50 over 3 steps = 7 at 50 % -> 14; target tracking 10.
         assert_eq!(r.proposed_now, 14);
         assert_eq!(r.desired_now, 14);
@@ -264,9 +256,9 @@ mod tests {
             forecast: &fc,
             capacity_now: 10,
             stale: true,
-            guardrails: None,
+            guardrails: &GuardrailSettings::default(),
         };
-        let r = recommend(&Decider::Predictive, &s, &GuardrailSettings::default());
+        let r = recommend(&Decider::Predictive, &s);
         assert!(r.proposed_now < 10);
         assert_eq!(r.desired_now, 10);
         assert_eq!(r.guardrails_fired, vec![Guard::StaleData]);
@@ -300,6 +292,10 @@ mod tests {
                 (hist, fc, cap, i % 13 == 0)
             })
             .collect();
+        let settings = GuardrailSettings {
+            max: 60,
+            ..GuardrailSettings::default()
+        };
         // Every third group has guardrails of its own (a tight max).
         let own = GuardrailSettings {
             min: 2,
@@ -314,19 +310,15 @@ mod tests {
                 forecast: f,
                 capacity_now: *c,
                 stale: *st,
-                guardrails: (i % 3 == 0).then_some(&own),
+                guardrails: if i % 3 == 0 { &own } else { &settings },
             })
             .collect();
-        let settings = GuardrailSettings {
-            max: 60,
-            ..GuardrailSettings::default()
-        };
         let decider = Decider::Rl(policy.clone());
-        let many = recommend_many(&decider, &situations, &settings);
+        let many = recommend_many(&decider, &situations);
         assert_eq!(many.len(), n);
         let mut changed = 0;
         for (s, m) in situations.iter().zip(&many) {
-            let one = recommend(&decider, s, &settings);
+            let one = recommend(&decider, s);
             assert_eq!(
                 serde_json::to_value(&one).unwrap(),
                 serde_json::to_value(m).unwrap()

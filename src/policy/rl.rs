@@ -331,6 +331,16 @@ pub struct RlPolicy {
 }
 
 impl RlPolicy {
+    /// A policy of freshly trained weights (default config, no decision
+    /// made yet).
+    pub fn from_actor(actor: Actor) -> Self {
+        Self {
+            config: PolicyConfig::default(),
+            actor,
+            last_action: HOLD,
+        }
+    }
+
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         use anyhow::Context;
         let cfg_path = dir.join("policy.json");

@@ -25,6 +25,19 @@ pub enum SimForecaster {
 }
 
 impl SimForecaster {
+    /// `naive`, `snaive`, or a trained model of `models` by name.
+    pub fn by_name(name: &str, models: &crate::forecast::ModelRegistry) -> Option<Self> {
+        match name {
+            "naive" => Some(Self::Naive),
+            "snaive" => Some(Self::SeasonalNaive),
+            m => models
+                .neural()
+                .find(|n| n.name() == m)
+                .cloned()
+                .map(Self::Neural),
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Self::Naive => "naive".into(),

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{ForecastTable, Group, Trace, replay_scores, simulate_oracle_in};
 use crate::policy::rl::{
-    Actor, HIDDEN, HOLD, Mlp, N_ACTIONS, N_STATE, PolicyConfig, RlPolicy, desired, state,
+    Actor, HIDDEN, Mlp, N_ACTIONS, N_STATE, PolicyConfig, RlPolicy, desired, state,
 };
 use crate::policy::{GroupState, Guarded, GuardrailSettings, Guardrails, needed};
 use crate::train::SplitMix64;
@@ -599,19 +599,21 @@ pub fn train_from(
 /// The validation score of the actor as it stands (greedy, with the
 /// default guardrails after it when `guardrails`).
 fn validate_nets(agents: &[Agent], nets: &Nets, guardrails: bool) -> anyhow::Result<ValScore> {
-    let mut p = RlPolicy {
-        config: PolicyConfig::default(),
-        actor: nets.actor_snapshot()?,
-        last_action: HOLD,
-    };
+    let actor = nets.actor_snapshot()?;
     Ok(if guardrails {
-        validate(
-            agents,
-            &mut Guarded::new(Box::new(p), GuardrailSettings::default()),
-        )
+        validate(agents, &mut guarded(actor))
     } else {
-        validate(agents, &mut p)
+        validate(agents, &mut RlPolicy::from_actor(actor))
     })
+}
+
+/// The learned policy of `actor` with the default guardrails after it,
+/// as it is deployed.
+pub fn guarded(actor: Actor) -> Guarded {
+    Guarded::new(
+        Box::new(RlPolicy::from_actor(actor)),
+        GuardrailSettings::default(),
+    )
 }
 
 /// Write `policy.json` and `model.safetensors` (actor and critic); not

@@ -37,12 +37,11 @@ use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::ppo::{self, Agent, PpoOptions, ValScore};
+use super::ppo::{self, Agent, PpoOptions, ValScore, guarded};
 use super::{ForecastTable, Segment, Trace};
 use crate::data::Split;
 use crate::policy::reference::TargetTracking;
-use crate::policy::rl::{Actor, HOLD, PolicyConfig, RlPolicy};
-use crate::policy::{Guarded, GuardrailSettings};
+use crate::policy::rl::{Actor, PolicyConfig, RlPolicy};
 
 /// Fewest steps of each of the three parts (one day).
 pub const MIN_PART_STEPS: usize = 288;
@@ -213,17 +212,6 @@ pub struct Outcome {
     pub decision: Decision,
 }
 
-fn guarded(actor: Actor) -> Guarded {
-    Guarded::new(
-        Box::new(RlPolicy {
-            config: PolicyConfig::default(),
-            actor,
-            last_action: HOLD,
-        }),
-        GuardrailSettings::default(),
-    )
-}
-
 /// Train a candidate on `histories` (split by [`split_history`]) with
 /// their forecasts, starting from `current` (the live policy's weights
 /// and version), and decide on it. `progress` hears each validation of
@@ -361,7 +349,8 @@ pub fn plot_replays(
 }
 
 /// One retrain of the live policy in `dir`: forecasts for every history
-/// from `forecaster` (the one the live policy reads), a candidate, the
+/// from the forecaster the live policy reads (found in `models`), a
+/// candidate, the
 /// decision, the promotion unless `dry_run`, and the decision logged.
 /// `training` is recorded in the new version's `training.json`. With
 /// `plots`, [`plot_replays`] draws each history's replay there.
@@ -369,7 +358,7 @@ pub fn plot_replays(
 pub fn retrain_dir(
     dir: &PolicyDir,
     histories: &[Trace],
-    forecaster: &super::SimForecaster,
+    models: &crate::forecast::ModelRegistry,
     opts: &RetrainOptions,
     dry_run: bool,
     training: serde_json::Value,
@@ -379,13 +368,14 @@ pub fn retrain_dir(
     let (live, weights) = dir
         .load()
         .with_context(|| format!("the live policy in {}", dir.path.display()))?;
-    if forecaster.name() != live.config.forecaster {
-        bail!(
-            "the live policy reads {:?}, not {:?}",
-            live.config.forecaster,
-            forecaster.name()
-        );
-    }
+    let forecaster =
+        super::SimForecaster::by_name(&live.config.forecaster, models).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the live policy (version {}) reads model {:?}, which is not loaded",
+                live.config.version,
+                live.config.forecaster
+            )
+        })?;
     let tables = histories
         .iter()
         .map(|t| forecaster.table(t, 13, super::SIM_HORIZON))
@@ -455,15 +445,17 @@ impl PolicyDir {
         self.path.join("promotions.jsonl")
     }
 
-    /// Make `weights` the live policy, one version above the live one:
-    /// archive the live files under `versions/v<N>/`, then write the new
-    /// ones. Returns the new version.
+    /// Make `weights` the live policy as a new version whose parent is
+    /// `from` (the live policy for a promotion, an archived one for a
+    /// rollback): archive the live files under `versions/v<N>/`, then
+    /// write the new ones. Returns the new version.
     pub fn promote(
         &self,
         weights: &HashMap<String, Tensor>,
-        live: &PolicyConfig,
+        from: &PolicyConfig,
         training: &serde_json::Value,
     ) -> anyhow::Result<u32> {
+        let live = RlPolicy::load(&self.path)?.config;
         let archive = self.version_dir(live.version);
         std::fs::create_dir_all(&archive).with_context(|| archive.display().to_string())?;
         for f in FILES {
@@ -476,8 +468,8 @@ impl PolicyDir {
         let version = self.next_version(live.version)?;
         let config = PolicyConfig {
             version,
-            parent: Some(live.version),
-            ..live.clone()
+            parent: Some(from.version),
+            ..from.clone()
         };
         let tmp = self.path.join(".model.safetensors.new");
         candle_core::safetensors::save(weights, &tmp)?;
@@ -524,25 +516,10 @@ impl PolicyDir {
             Ok(b) => serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
             Err(_) => serde_json::Value::Null,
         };
-        let base = PolicyConfig {
-            version: live.config.version,
-            ..old.config
-        };
         let v = self.promote(
             &weights,
-            &base,
+            &old.config,
             &serde_json::json!({"rollback_of": to, "training": training}),
-        )?;
-        // `promote` recorded the live version as the parent; a rollback's
-        // parent is the version it restores.
-        let config = PolicyConfig {
-            version: v,
-            parent: Some(to),
-            ..base
-        };
-        write_replacing(
-            &self.path.join("policy.json"),
-            &serde_json::to_vec_pretty(&config)?,
         )?;
         self.log_line(&serde_json::json!({
             "at": crate::domain::rfc3339(chrono::Utc::now().timestamp()),

@@ -91,6 +91,20 @@ async fn control_with(
     }
 }
 
+/// The group's scheduled actions that carry this test's prefix.
+async fn our_actions(
+    ctl: &ControlLoop,
+    g: &ScalingGroup,
+) -> Vec<forescale::actuator::plan::ActionSpec> {
+    ctl.actuator
+        .existing(g)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.name.starts_with(&action_prefix(g)))
+        .collect()
+}
+
 #[actix_web::test]
 async fn one_tick_pulls_forecasts_and_writes_the_plan_once() {
     let g = create_group(&unique_prefix("ctl")).await;
@@ -109,14 +123,7 @@ async fn one_tick_pulls_forecasts_and_writes_the_plan_once() {
     assert!(t.plan.iter().all(|s| s.capacity == 6), "{:?}", t.plan);
     let report = t.report.as_ref().unwrap();
     assert_eq!(report.write_calls, 1);
-    let ours: Vec<_> = ctl
-        .actuator
-        .existing(&g)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.name.starts_with(&action_prefix(&g)))
-        .collect();
+    let ours = our_actions(&ctl, &g).await;
     assert_eq!(ours.len(), 1, "{t:?}\n{ours:?}");
     assert_eq!(ours[0].name, action_name(&action_prefix(&g), end + 300));
     assert_eq!(ours[0].desired_capacity, Some(6));
@@ -155,14 +162,7 @@ async fn the_policy_planner_writes_the_decision_stages_plan() {
     // The first step is the one after the newest data (as forecast at
     // target plans it).
     assert_eq!(t.plan[0].at, end);
-    let ours: Vec<_> = ctl
-        .actuator
-        .existing(&g)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|a| a.name.starts_with(&action_prefix(&g)))
-        .collect();
+    let ours = our_actions(&ctl, &g).await;
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_eq!(ours[0].desired_capacity, Some(7));
 

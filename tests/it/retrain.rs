@@ -9,7 +9,7 @@ use forescale::domain::{MetricSample, ScalingGroup};
 use forescale::sim::retrain::{PolicyDir, RetrainOptions};
 use serde_json::Value;
 
-use crate::support::{Fixture, Kind, shared_data};
+use crate::support::{Fixture, Kind, shared_data, train_tiny_policy};
 
 async fn forescale(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["forescale"];
@@ -27,25 +27,9 @@ fn nab_file() -> std::path::PathBuf {
 /// `<models>/policy`.
 async fn tiny_policy(models: &std::path::Path) -> std::path::PathBuf {
     let dir = models.join("policy");
-    forescale(&[
-        "train",
-        "--model",
-        "policy",
-        "--policy-traces",
-        "bb-aug-svc1",
-        "--policy-forecaster",
-        "snaive",
-        "--policy-iterations",
-        "2",
-        "--data-root",
-        shared_data().to_str().unwrap(),
-        "--models-dir",
-        models.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    train_tiny_policy(models, "snaive", None, &dir)
+        .await
+        .unwrap();
     dir
 }
 

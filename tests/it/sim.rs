@@ -5,7 +5,7 @@
 use clap::Parser;
 use forescale::cli::{Cli, run};
 
-use crate::support::shared_data;
+use crate::support::{shared_data, train_tiny_policy};
 
 async fn forescale(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["forescale"];
@@ -156,25 +156,9 @@ async fn a_policy_trains_in_the_simulator_and_replays_with_guardrails() {
     let root = shared_data();
     let root = root.to_str().unwrap();
     let policy_dir = models.join("policy");
-    forescale(&[
-        "train",
-        "--model",
-        "policy",
-        "--policy-traces",
-        "bb-aug-svc1",
-        "--policy-forecaster",
-        "snaive",
-        "--policy-iterations",
-        "2",
-        "--data-root",
-        root,
-        "--models-dir",
-        models.to_str().unwrap(),
-        "--out",
-        policy_dir.to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    train_tiny_policy(models, "snaive", None, &policy_dir)
+        .await
+        .unwrap();
     let training: serde_json::Value =
         serde_json::from_slice(&std::fs::read(policy_dir.join("training.json")).unwrap()).unwrap();
     assert_eq!(training["report"]["best_iteration"], 2, "{training}");
@@ -185,54 +169,18 @@ async fn a_policy_trains_in_the_simulator_and_replays_with_guardrails() {
     // A warm start validates its starting weights first (iteration 0):
     // the same weights on the same segments score what they scored.
     let warm_dir = models.join("warm");
-    forescale(&[
-        "train",
-        "--model",
-        "policy",
-        "--policy-init",
-        policy_dir.to_str().unwrap(),
-        "--policy-traces",
-        "bb-aug-svc1",
-        "--policy-forecaster",
-        "snaive",
-        "--policy-iterations",
-        "2",
-        "--data-root",
-        root,
-        "--models-dir",
-        models.to_str().unwrap(),
-        "--out",
-        warm_dir.to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    train_tiny_policy(models, "snaive", Some(&policy_dir), &warm_dir)
+        .await
+        .unwrap();
     let warm: serde_json::Value =
         serde_json::from_slice(&std::fs::read(warm_dir.join("training.json")).unwrap()).unwrap();
     let first = &warm["report"]["history"][0];
     assert_eq!(first[0], 0, "{warm}");
     assert_eq!(first[1], training["report"]["best"], "{warm}");
     // A starting policy reading another forecaster is refused.
-    let e = forescale(&[
-        "train",
-        "--model",
-        "policy",
-        "--policy-init",
-        policy_dir.to_str().unwrap(),
-        "--policy-traces",
-        "bb-aug-svc1",
-        "--policy-forecaster",
-        "naive",
-        "--policy-iterations",
-        "1",
-        "--data-root",
-        root,
-        "--models-dir",
-        models.to_str().unwrap(),
-        "--out",
-        warm_dir.to_str().unwrap(),
-    ])
-    .await
-    .unwrap_err();
+    let e = train_tiny_policy(models, "naive", Some(&policy_dir), &warm_dir)
+        .await
+        .unwrap_err();
     assert!(format!("{e:#}").contains("reads \"snaive\""), "{e:#}");
 
     let out = dir.path().join("sim");

@@ -146,3 +146,38 @@ impl RunningServer {
         self.handle.stop(true).await;
     }
 }
+
+/// `forescale train --model policy` on bb-aug-svc1's train segment with
+/// seasonal-naive or naive forecasts, 2 PPO iterations: a tiny policy in
+/// `out`, warm-started from `init` when given.
+pub async fn train_tiny_policy(
+    models: &std::path::Path,
+    forecaster: &str,
+    init: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let root = shared_data();
+    let mut argv = vec![
+        "forescale",
+        "train",
+        "--model",
+        "policy",
+        "--policy-traces",
+        "bb-aug-svc1",
+        "--policy-forecaster",
+        forecaster,
+        "--policy-iterations",
+        "2",
+        "--data-root",
+        root.to_str().expect("utf-8 path"),
+        "--models-dir",
+        models.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    if let Some(init) = init {
+        argv.extend(["--policy-init", init.to_str().expect("utf-8 path")]);
+    }
+    use clap::Parser;
+    forescale::cli::run(forescale::cli::Cli::try_parse_from(argv)?).await
+}
