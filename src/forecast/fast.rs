@@ -15,8 +15,10 @@
 //!   column strip of every row in the same few L1 sets), and packed in
 //!   contiguous column strips for the block path, read sequentially.
 //! - The GEMM and the gate nonlinearities use the widest SIMD the CPU has,
-//!   chosen at run time (`pulp`: AVX2 + FMA here, AVX-512 where present,
-//!   plain loops elsewhere); the build itself targets baseline x86-64.
+//!   chosen at run time (`pulp` with its `x86-v4` feature: AVX-512 where
+//!   the CPU has it, else AVX2 + FMA, else plain loops); the build itself
+//!   targets baseline x86-64. The tests run whichever path the CPU
+//!   running them dispatches to.
 //!   `tanh` is a rational approximation (Eigen's, clamped at +-7.9; max
 //!   error 3e-7) and sigmoid(x) = (1 + tanh(x / 2)) / 2; an LSTM cell
 //!   forms its new c and h as one fraction each, two divisions instead of
@@ -28,12 +30,13 @@
 //!   others.
 //!
 //! Tests hold it equal to the candle model (1e-4) on random weights and on
-//! the shipped models. Measured (2-core EPYC, AVX2+FMA, 2026-11-23, a host
-//! whose speed swings by a third from minute to minute): 84-117 us for one
-//! window on one thread and 140-232 ms for 5,000 windows on both cores
-//! (`cargo bench --bench forecast`); the one-pass gates take about 10 %
-//! less time than the two-pass path of the day before when the two are
-//! interleaved in one process. Figures in the model card.
+//! the shipped models. Measured with `cargo bench --bench forecast`
+//! (figures and history in `models/bilstm/README.md`): on a 2-core Intel
+//! Xeon at 2.6 GHz with AVX-512 (2026-12-01), 84-105 us for one window on
+//! one thread and 126-160 ms for 5,000 windows on both cores (142 ms on
+//! its AVX2 path in a quiet spell); on a 2-core EPYC with AVX2 only
+//! (2026-11-23 to 12-01), 84-117 us and 140-232 ms. Both hosts' speed
+//! swings by a quarter to a third from minute to minute.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -87,6 +90,10 @@ pub struct FastNet {
     head_w_t: Mat,
     /// [3H'], zero-padded
     head_b: Vec<f32>,
+    /// SIMD width (f32 lanes) the weights are packed for and the network
+    /// runs at: the CPU's widest ([`simd_lanes`]) unless a narrower one
+    /// was asked for ([`FastNet::from_tensors_at`]).
+    lanes: usize,
 }
 
 /// Buffers for one block of windows.
@@ -180,6 +187,14 @@ fn simd_lanes() -> usize {
     Arch::new().dispatch(L)
 }
 
+/// AVX2 + FMA, where the CPU has it.
+fn avx2() -> Option<impl Simd> {
+    #[cfg(target_arch = "x86_64")]
+    return pulp::x86::V3::try_new();
+    #[cfg(not(target_arch = "x86_64"))]
+    return None::<pulp::Scalar>;
+}
+
 /// A weight matrix B [k][n] of C += A B, in two layouts: row-major with
 /// row stride [`stride`]`(n)` (what one row of A, a lone window, reads)
 /// and packed in the column strips of [`strips`] for this CPU's SIMD
@@ -196,11 +211,11 @@ struct Mat {
 
 impl Mat {
     /// From the row-major [out][in] weight of a linear layer (B = its
-    /// transpose, k = in, n = out padded).
-    fn from_linear(w: &[f32], out: usize, inp: usize) -> Self {
+    /// transpose, k = in, n = out padded), packed for SIMD vectors of
+    /// `lanes` f32.
+    fn from_linear(w: &[f32], out: usize, inp: usize, lanes: usize) -> Self {
         let rows = transpose_padded(w, out, inp);
         let (k, n, ld) = (inp, padded(out), stride(out));
-        let lanes = simd_lanes();
         let mut packed = Vec::with_capacity(k * n);
         for (jv, width) in strips(n / lanes) {
             for kk in 0..k {
@@ -815,8 +830,26 @@ impl WithSimd for BlockForward<'_> {
 }
 
 impl FastNet {
-    /// Build from the named tensors of a `model.safetensors`.
+    /// Build from the named tensors of a `model.safetensors`, for the
+    /// widest SIMD this CPU has.
     pub fn from_tensors(cfg: &Config, t: &HashMap<String, Tensor>) -> candle_core::Result<Self> {
+        Self::from_tensors_at(cfg, t, simd_lanes())
+    }
+
+    /// As [`FastNet::from_tensors`], run at a SIMD width of `lanes` f32
+    /// where the CPU has it: 8 runs the AVX2 path on an AVX-512 CPU (what
+    /// the tests use to hold both paths to the candle model on one host);
+    /// any other width runs the CPU's widest.
+    fn from_tensors_at(
+        cfg: &Config,
+        t: &HashMap<String, Tensor>,
+        lanes: usize,
+    ) -> candle_core::Result<Self> {
+        let lanes = if lanes == 8 && avx2().is_some() {
+            8
+        } else {
+            simd_lanes()
+        };
         let get = |name: &str| -> candle_core::Result<Vec<f32>> {
             t.get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("missing weight {name}")))?
@@ -843,8 +876,14 @@ impl FastNet {
                         &get(&format!("lstm.weight_ih_l{k}{sfx}"))?,
                         4 * h,
                         in_dim,
+                        lanes,
                     ),
-                    w_hh_t: Mat::from_linear(&get(&format!("lstm.weight_hh_l{k}{sfx}"))?, 4 * h, h),
+                    w_hh_t: Mat::from_linear(
+                        &get(&format!("lstm.weight_hh_l{k}{sfx}"))?,
+                        4 * h,
+                        h,
+                        lanes,
+                    ),
                     bias: b_ih.iter().zip(&b_hh).map(|(x, y)| x + y).collect(),
                     reverse: r == 1,
                 });
@@ -855,14 +894,15 @@ impl FastNet {
         let hp = padded(3 * cfg.horizon);
         Ok(Self {
             cfg: cfg.clone(),
-            fa_w_t: Mat::from_linear(&get("feature_attn.weight")?, f, f),
+            fa_w_t: Mat::from_linear(&get("feature_attn.weight")?, f, f, lanes),
             fa_b: pad_to(get("feature_attn.bias")?, padded(f)),
             layers,
-            att_w_t: Mat::from_linear(&get("temporal_attn.proj.weight")?, a, d),
+            att_w_t: Mat::from_linear(&get("temporal_attn.proj.weight")?, a, d, lanes),
             att_b: pad_to(get("temporal_attn.proj.bias")?, ap),
             att_v: pad_to(get("temporal_attn.score.weight")?, ap),
-            head_w_t: Mat::from_linear(&get("head.weight")?, 3 * cfg.horizon, 2 * d),
+            head_w_t: Mat::from_linear(&get("head.weight")?, 3 * cfg.horizon, 2 * d, lanes),
             head_b: pad_to(get("head.bias")?, hp),
+            lanes,
         })
     }
 
@@ -898,7 +938,11 @@ impl FastNet {
 
     fn block(&self, x: &[f32], s: &mut Scratch) -> usize {
         let b = x.len() / (self.cfg.lookback * self.cfg.input_dim);
-        Arch::new().dispatch(BlockForward { net: self, x, b, s });
+        let op = BlockForward { net: self, x, b, s };
+        match avx2().filter(|_| self.lanes == 8 && simd_lanes() != 8) {
+            Some(v3) => v3.vectorize(op),
+            None => Arch::new().dispatch(op),
+        }
         b
     }
 
@@ -1092,8 +1136,8 @@ mod tests {
                 .map(|i| ((i * 11 % 19) as f32) / 19.0 - 0.5)
                 .collect();
             let (wi, wh) = (
-                Mat::from_linear(&w_ih, g4, inp),
-                Mat::from_linear(&w_hh, g4, hid),
+                Mat::from_linear(&w_ih, g4, inp, simd_lanes()),
+                Mat::from_linear(&w_hh, g4, hid, simd_lanes()),
             );
             for with_h in [false, true] {
                 let h = with_h.then_some((&hs[..], ldh));
@@ -1161,7 +1205,7 @@ mod tests {
                 .map(|i| ((i * 5 % 11) as f32) / 4.0 - 1.0)
                 .collect();
             let a: Vec<f32> = (0..m * inp).map(|i| ((i * 7 % 13) as f32) - 6.0).collect();
-            let mat = Mat::from_linear(&w, out, inp);
+            let mat = Mat::from_linear(&w, out, inp, simd_lanes());
             assert_eq!(mat.packed.len(), inp * padded(out));
             let np = padded(out);
             let mut c = vec![0.0; m * np];
@@ -1216,7 +1260,6 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
                 .collect();
-            let fast = FastNet::from_tensors(&cfg, &tensors).unwrap();
             // More than one block, and a partial one whose rows are not a
             // multiple of the GEMM's four.
             let n = 2 * BLOCK + 7;
@@ -1232,53 +1275,63 @@ mod tests {
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
-            for threads in [1, 3] {
-                let got = fast.forward(&xs, threads);
-                assert_eq!(got.len(), want.len());
-                for (g, w) in got.iter().zip(&want) {
-                    assert!(
-                        (g - w).abs() < 1e-4,
-                        "{g} vs {w} (bi {bidirectional}, threads {threads})"
-                    );
-                }
+            // The CPU's widest SIMD path, and the AVX2 one where that is
+            // narrower (an AVX-512 host runs both).
+            let mut widths = vec![simd_lanes()];
+            if simd_lanes() != 8 && avx2().is_some() {
+                widths.push(8);
             }
-            let one = fast.forward(&xs[..cfg.lookback * cfg.input_dim], 1);
-            for (g, w) in one.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-4, "{g} vs {w} (one window)");
-            }
-            // A few windows: the path of a lone window, with several.
-            let few = fast.forward(&xs[..3 * cfg.lookback * cfg.input_dim], 1);
-            assert_eq!(few.len(), 3 * 3 * cfg.horizon);
-            for (g, w) in few.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-4, "{g} vs {w} (three windows)");
-            }
-            let (z, last, scale) = fast.embed(&xs[..cfg.lookback * cfg.input_dim]);
-            let e = net.encode(&x.narrow(0, 0, 1).unwrap(), None).unwrap();
-            let wz = e.embedding.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert_eq!(z.len(), wz.len());
-            for (g, w) in z.iter().zip(&wz) {
-                assert!((g - w).abs() < 1e-4, "{g} vs {w}");
-            }
-            assert_eq!(last, xs[(cfg.lookback - 1) * cfg.input_dim]);
-            let ws = e.scale.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
-            assert!((scale - ws).abs() < 1e-6, "{scale} vs {ws}");
-            let mut q = vec![0.0; 3 * cfg.horizon];
-            fast.head(&z, last, scale, &mut q);
-            for (g, w) in q.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-4, "{g} vs {w} (head)");
-            }
-            // Batched embeddings: window by window what `embed` gives.
-            let win = cfg.lookback * cfg.input_dim;
-            for threads in [1, 2] {
-                let many = fast.embed_many(&xs, threads);
-                let per = z.len() + 2;
-                assert_eq!(many.len(), n * per);
-                for (w, got) in many.chunks_exact(per).enumerate() {
-                    let (z1, l1, s1) = fast.embed(&xs[w * win..(w + 1) * win]);
-                    for (g, e) in got[..z1.len()].iter().zip(&z1) {
-                        assert!((g - e).abs() < 1e-5, "window {w}: {g} vs {e}");
+            for lanes in widths {
+                let fast = FastNet::from_tensors_at(&cfg, &tensors, lanes).unwrap();
+                assert_eq!(fast.lanes, lanes);
+                for threads in [1, 3] {
+                    let got = fast.forward(&xs, threads);
+                    assert_eq!(got.len(), want.len());
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() < 1e-4,
+                            "{g} vs {w} (bi {bidirectional}, threads {threads})"
+                        );
                     }
-                    assert_eq!((got[z1.len()], got[z1.len() + 1]), (l1, s1));
+                }
+                let one = fast.forward(&xs[..cfg.lookback * cfg.input_dim], 1);
+                for (g, w) in one.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4, "{g} vs {w} (one window)");
+                }
+                // A few windows: the path of a lone window, with several.
+                let few = fast.forward(&xs[..3 * cfg.lookback * cfg.input_dim], 1);
+                assert_eq!(few.len(), 3 * 3 * cfg.horizon);
+                for (g, w) in few.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4, "{g} vs {w} (three windows)");
+                }
+                let (z, last, scale) = fast.embed(&xs[..cfg.lookback * cfg.input_dim]);
+                let e = net.encode(&x.narrow(0, 0, 1).unwrap(), None).unwrap();
+                let wz = e.embedding.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                assert_eq!(z.len(), wz.len());
+                for (g, w) in z.iter().zip(&wz) {
+                    assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+                }
+                assert_eq!(last, xs[(cfg.lookback - 1) * cfg.input_dim]);
+                let ws = e.scale.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+                assert!((scale - ws).abs() < 1e-6, "{scale} vs {ws}");
+                let mut q = vec![0.0; 3 * cfg.horizon];
+                fast.head(&z, last, scale, &mut q);
+                for (g, w) in q.iter().zip(&want) {
+                    assert!((g - w).abs() < 1e-4, "{g} vs {w} (head)");
+                }
+                // Batched embeddings: window by window what `embed` gives.
+                let win = cfg.lookback * cfg.input_dim;
+                for threads in [1, 2] {
+                    let many = fast.embed_many(&xs, threads);
+                    let per = z.len() + 2;
+                    assert_eq!(many.len(), n * per);
+                    for (w, got) in many.chunks_exact(per).enumerate() {
+                        let (z1, l1, s1) = fast.embed(&xs[w * win..(w + 1) * win]);
+                        for (g, e) in got[..z1.len()].iter().zip(&z1) {
+                            assert!((g - e).abs() < 1e-5, "window {w}: {g} vs {e}");
+                        }
+                        assert_eq!((got[z1.len()], got[z1.len() + 1]), (l1, s1));
+                    }
                 }
             }
         }
