@@ -939,7 +939,9 @@ impl FastNet {
     fn block(&self, x: &[f32], s: &mut Scratch) -> usize {
         let b = x.len() / (self.cfg.lookback * self.cfg.input_dim);
         let op = BlockForward { net: self, x, b, s };
-        match avx2().filter(|_| self.lanes == 8 && simd_lanes() != 8) {
+        // Packed for AVX2: run AVX2 (on an AVX2 CPU that is what dispatch
+        // would choose anyway).
+        match avx2().filter(|_| self.lanes == 8) {
             Some(v3) => v3.vectorize(op),
             None => Arch::new().dispatch(op),
         }
