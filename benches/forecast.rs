@@ -13,6 +13,11 @@
 //!   setting; all cores when unset). `scripts/bench-tft.sh` runs it at 1
 //!   and 2 threads and prints the TFT / BiLSTM ratios.
 //!
+//! - `fma_peak_<C>_cores`: this CPU's multiply-add peak at the fast
+//!   path's SIMD width (throughput in multiply-adds per second), the
+//!   ceiling the network's own multiply-adds (printed per window) are
+//!   measured against.
+//!
 //! `cargo bench --bench forecast`
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
@@ -24,6 +29,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use forescale::data::{DatasetSource, load, prepare};
 use forescale::features::ModelInput;
 use forescale::forecast::NeuralModel;
+use pulp::{Arch, Simd, WithSimd};
 
 fn windows(model: &NeuralModel, n: usize) -> Vec<ModelInput> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
@@ -45,6 +51,63 @@ fn windows(model: &NeuralModel, n: usize) -> Vec<ModelInput> {
     out
 }
 
+/// This CPU's FMA peak, the ceiling of the fast path: 12 independent
+/// accumulators (enough to cover the FMA latency) at the SIMD width the
+/// fast path runs at, on one thread and on every core. Throughput in
+/// multiply-adds.
+struct FmaChain(u64);
+
+impl WithSimd for FmaChain {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let mut acc = [simd.splat_f32s(0.5); 12];
+        let (x, y) = (simd.splat_f32s(0.999), simd.splat_f32s(1e-4));
+        for _ in 0..self.0 {
+            for a in acc.iter_mut() {
+                *a = simd.mul_add_e_f32s(*a, x, y);
+            }
+        }
+        acc.iter().map(|a| simd.reduce_sum_f32s(*a)).sum()
+    }
+}
+
+fn fma_lanes() -> u64 {
+    struct Lanes;
+    impl WithSimd for Lanes {
+        type Output = u64;
+        fn with_simd<S: Simd>(self, _: S) -> u64 {
+            S::F32_LANES as u64
+        }
+    }
+    Arch::new().dispatch(Lanes)
+}
+
+fn fma_peak(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let iters = 1_000_000u64;
+    let per_thread = iters * 12 * fma_lanes();
+    let arch = Arch::new();
+    let mut g = c.benchmark_group(format!("fma_peak_{cores}_cores"));
+    g.throughput(Throughput::Elements(per_thread));
+    g.bench_function("one_thread", |b| {
+        b.iter(|| arch.dispatch(FmaChain(std::hint::black_box(iters))))
+    });
+    g.throughput(Throughput::Elements(per_thread * cores as u64));
+    g.bench_function("all_cores", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..cores)
+                    .map(|_| s.spawn(|| arch.dispatch(FmaChain(std::hint::black_box(iters)))))
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<f32>()
+            })
+        })
+    });
+    g.finish();
+}
+
 fn latency(c: &mut Criterion) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -52,6 +115,12 @@ fn latency(c: &mut Criterion) {
         let m = NeuralModel::load(&models.join(name)).unwrap();
         let (net, fast) = m.recurrent().unwrap();
         let inputs = windows(&m, 5_000);
+        // Against fma_peak: 5,000 windows at the FMA peak would take
+        // 5,000 x this / (peak multiply-adds per second).
+        eprintln!(
+            "{name}: {} multiply-adds per window",
+            net.cfg.multiply_adds()
+        );
         let mut g = c.benchmark_group(format!("forecast_{name}_{cores}_cores"));
         g.sample_size(100); // EVAL.md: median of at least 100 runs
         g.throughput(Throughput::Elements(1));
@@ -146,5 +215,5 @@ fn tft_vs_bilstm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, latency, tft_vs_bilstm);
+criterion_group!(benches, fma_peak, latency, tft_vs_bilstm);
 criterion_main!(benches);

@@ -82,6 +82,22 @@ impl Config {
     pub fn embedding_dim(&self) -> usize {
         2 * self.lstm_out()
     }
+
+    /// Multiply-adds of the network's matrix products for one window:
+    /// feature attention, the LSTM gates, temporal attention and head
+    /// (softmaxes and the cell's nonlinearities not counted). What bounds
+    /// its speed from below at a CPU's FMA peak.
+    pub fn multiply_adds(&self) -> usize {
+        let (l, f, h, d) = (self.lookback, self.input_dim, self.hidden, self.lstm_out());
+        let dirs = if self.bidirectional { 2 } else { 1 };
+        let gates: usize = (0..self.layers)
+            .map(|k| {
+                let input = if k == 0 { f } else { d };
+                dirs * 4 * h * (input + h)
+            })
+            .sum();
+        l * (f * f + gates + d * self.attention_dim + self.attention_dim) + 2 * d * 3 * self.horizon
+    }
 }
 
 /// Dropout with masks drawn by the caller (so training is reproducible
@@ -410,6 +426,35 @@ mod tests {
     use super::*;
     use crate::forecast::fast::FastNet;
     use candle_core::{DType, Device};
+
+    /// The multiply-add count equals the one read off the weights: every
+    /// weight matrix is used once per step, the head's once per window.
+    #[test]
+    fn multiply_adds_count_every_weight_once_per_use() {
+        for bidirectional in [true, false] {
+            let cfg = Config::paper(12, bidirectional);
+            let varmap = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            BiLstmAttention::new(&cfg, vb).unwrap();
+            let data = varmap.data().lock().unwrap();
+            let weights = |head: bool| -> usize {
+                data.iter()
+                    .filter(|(k, _)| k.contains("weight") && k.starts_with("head") == head)
+                    .map(|(_, v)| v.as_tensor().elem_count())
+                    .sum()
+            };
+            assert_eq!(
+                cfg.multiply_adds(),
+                cfg.lookback * weights(false) + weights(true),
+                "bidirectional {bidirectional}"
+            );
+        }
+        // By hand for the shipped bilstm (L = 12): the gates 12 x (2 x 256
+        // x (23 + 64) + 2 x 256 x (128 + 64)) = 1,714,176 (the issue's
+        // "about 1.7 M"), feature attention 12 x 23 x 23 = 6,348, temporal
+        // attention 12 x (128 x 64 + 64) = 99,072, head 256 x 36 = 9,216.
+        assert_eq!(Config::paper(12, true).multiply_adds(), 1_828_812);
+    }
 
     /// Parity with an independent PyTorch implementation (stock
     /// `nn.LSTM`), fixtures exported by

@@ -9,7 +9,10 @@
 //!   registers, then is stored once): the working set of a step (weights
 //!   of one layer and direction, the block's sequences) stays in L2. A
 //!   lone window instead projects the inputs of all its steps in one GEMM
-//!   before the recurrence.
+//!   before the recurrence. A block's buffers are time-major (step t of
+//!   window w in row t * B + w), so the rows a step reads are contiguous;
+//!   window-major they were L * D floats (6 KB) apart and fell into a
+//!   few L1 sets.
 //! - Weights are stored twice ([`Mat`]): row-major with a stride that is
 //!   not a power of two (a lone window's path; a 1 KB stride put a
 //!   column strip of every row in the same few L1 sets), and packed in
@@ -99,17 +102,17 @@ pub struct FastNet {
 /// Buffers for one block of windows.
 #[derive(Debug)]
 struct Scratch {
-    /// Feature-attended input, [B*L][F].
+    /// Feature-attended input, [L*B][F] (time-major, as all [L*B] below).
     xt: Vec<f32>,
     /// Feature-attention logits, [B*L][F'].
     logits: Vec<f32>,
-    /// Layer outputs, [B*L][D], alternating between layers.
+    /// Layer outputs, [L*B][D], alternating between layers.
     seq: [Vec<f32>; 2],
-    /// Input projections, [B*L][4H]; step t's gates accumulate in place.
+    /// Input projections, [L*B][4H]; step t's gates accumulate in place.
     xp: Vec<f32>,
     /// Cell state, [B][H].
     c: Vec<f32>,
-    /// Temporal attention hidden layer, [B*L][A'].
+    /// Temporal attention hidden layer, [L*B][A'].
     att: Vec<f32>,
     e: Vec<f32>,
     /// Encoder outputs, [B][2D].
@@ -404,6 +407,32 @@ fn mac<S: Simd, const MR: usize, const NR: usize>(
     }
 }
 
+/// As [`mac`] for a packed panel ([k][NR] vectors, contiguous): the
+/// panel walked in whole rows of `NR` vectors, so the loop carries no
+/// bounds check or index arithmetic besides the counter (the FMAs then
+/// dominate the instruction stream).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mac_panel<S: Simd, const MR: usize, const NR: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; NR]; MR],
+    a: &[f32],
+    lda: usize,
+    i0: usize,
+    k: usize,
+    panel: &[S::f32s],
+) {
+    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
+    for (kk, b) in panel[..k * NR].chunks_exact(NR).enumerate().take(k) {
+        for r in 0..MR {
+            let av = simd.splat_f32s(rows[r][kk]);
+            for q in 0..NR {
+                acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
+            }
+        }
+    }
+}
+
 /// `MR` rows x `NR` vectors of C += A B over all of K.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -466,9 +495,9 @@ fn micro_gates<S: Simd, const MR: usize, const NR: usize>(
     for acc_r in acc.iter_mut() {
         acc_r.copy_from_slice(&bias[jv..jv + NR]);
     }
-    mac(simd, &mut acc, x.a, x.lda, i0, x.k, x.panel(jv, NR), NR, 0);
+    mac_panel(simd, &mut acc, x.a, x.lda, i0, x.k, x.panel(jv, NR));
     if let Some(h) = h {
-        mac(simd, &mut acc, h.a, h.lda, i0, h.k, h.panel(jv, NR), NR, 0);
+        mac_panel(simd, &mut acc, h.a, h.lda, i0, h.k, h.panel(jv, NR));
     }
     for (r, acc_r) in acc.iter().enumerate() {
         cv[(i0 + r) * ldcv + jv..(i0 + r) * ldcv + jv + NR].copy_from_slice(acc_r);
@@ -722,11 +751,16 @@ impl WithSimd for BlockForward<'_> {
         // Feature attention: logits of every row in one GEMM, then a
         // softmax over the F features of each row.
         let fp = net.fa_b.len();
+        // From here on rows are time-major, (t, w) at t * b + w: the
+        // block's rows of one step are then contiguous. Window-major, they
+        // were L * D floats apart (6 KB for the second layer), which put
+        // the rows of a step in a few L1 sets and evicted each other.
         linear(simd, x, f, rows, &net.fa_w_t, &net.fa_b, &mut s.logits);
         for r in 0..rows {
             let logits = &mut s.logits[r * fp..r * fp + f];
             softmax(logits);
-            for ((o, a), xv) in s.xt[r * f..(r + 1) * f]
+            let tm = (r % l) * b + r / l;
+            for ((o, a), xv) in s.xt[tm * f..(tm + 1) * f]
                 .iter_mut()
                 .zip(logits.iter())
                 .zip(&x[r * f..(r + 1) * f])
@@ -760,10 +794,10 @@ impl WithSimd for BlockForward<'_> {
                     let (g, ldg) = if per_step {
                         gates(
                             simd,
-                            &input[t * in_dim..],
-                            l * in_dim,
+                            &input[t * b * in_dim..],
+                            in_dim,
                             &dir.w_ih_t,
-                            prev.map(|tp| (&out[tp * d + di * hid..], l * d)),
+                            prev.map(|tp| (&out[tp * b * d + di * hid..], d)),
                             &dir.w_hh_t,
                             &dir.bias,
                             b,
@@ -774,23 +808,23 @@ impl WithSimd for BlockForward<'_> {
                         if let Some(tp) = prev {
                             gemm_mat(
                                 simd,
-                                &out[tp * d + di * hid..],
-                                l * d,
+                                &out[tp * b * d + di * hid..],
+                                d,
                                 b,
                                 &dir.w_hh_t,
-                                &mut s.xp[t * g4..],
-                                l * g4,
+                                &mut s.xp[t * b * g4..],
+                                g4,
                             );
                         }
-                        (t * g4, l * g4)
+                        (t * b * g4, g4)
                     };
                     lstm_cell(
                         simd,
                         &s.xp[g..],
                         ldg,
                         &mut s.c[..b * hid],
-                        &mut out[t * d + di * hid..],
-                        l * d,
+                        &mut out[t * b * d + di * hid..],
+                        d,
                         b,
                         hid,
                     );
@@ -805,7 +839,7 @@ impl WithSimd for BlockForward<'_> {
         tanh_in_place(simd, &mut s.att[..rows * ap]);
         for w in 0..b {
             for t in 0..l {
-                let a = &s.att[(w * l + t) * ap..(w * l + t + 1) * ap];
+                let a = &s.att[(t * b + w) * ap..(t * b + w + 1) * ap];
                 s.e[t] = a.iter().zip(&net.att_v).map(|(a, v)| a * v).sum();
             }
             softmax(&mut s.e);
@@ -815,11 +849,11 @@ impl WithSimd for BlockForward<'_> {
                 axpy(
                     simd,
                     s.e[t],
-                    &seq[(w * l + t) * d..(w * l + t + 1) * d],
+                    &seq[(t * b + w) * d..(t * b + w + 1) * d],
                     &mut z[..d],
                 );
             }
-            z[d..].copy_from_slice(&seq[(w * l + l - 1) * d..(w * l + l) * d]);
+            z[d..].copy_from_slice(&seq[((l - 1) * b + w) * d..((l - 1) * b + w + 1) * d]);
             let xw = &x[w * l * f..(w + 1) * l * f];
             s.last[w] = xw[(l - 1) * f];
             s.scale[w] = net.scale(xw);
