@@ -29,6 +29,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use forescale::data::{DatasetSource, load, prepare};
 use forescale::features::ModelInput;
 use forescale::forecast::NeuralModel;
+use forescale::forecast::fast::simd_lanes;
 use pulp::{Arch, Simd, WithSimd};
 
 fn windows(model: &NeuralModel, n: usize) -> Vec<ModelInput> {
@@ -73,21 +74,10 @@ impl WithSimd for FmaChain {
     }
 }
 
-fn fma_lanes() -> u64 {
-    struct Lanes;
-    impl WithSimd for Lanes {
-        type Output = u64;
-        fn with_simd<S: Simd>(self, _: S) -> u64 {
-            S::F32_LANES as u64
-        }
-    }
-    Arch::new().dispatch(Lanes)
-}
-
 fn fma_peak(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let iters = 1_000_000u64;
-    let per_thread = iters * 12 * fma_lanes();
+    let per_thread = iters * 12 * simd_lanes() as u64;
     let arch = Arch::new();
     let mut g = c.benchmark_group(format!("fma_peak_{cores}_cores"));
     g.throughput(Throughput::Elements(per_thread));

@@ -180,8 +180,9 @@ fn strips(nv: usize) -> impl Iterator<Item = (usize, usize)> {
         .chain((rem > 0).then_some((3 * n3, rem)))
 }
 
-/// SIMD lanes of f32 on this CPU (what [`Arch::new`] dispatches to).
-fn simd_lanes() -> usize {
+/// SIMD lanes of f32 on this CPU (what [`Arch::new`] dispatches to, and
+/// the width [`FastNet::from_tensors`] packs for).
+pub fn simd_lanes() -> usize {
     struct L;
     impl WithSimd for L {
         type Output = usize;
@@ -398,6 +399,10 @@ fn mac<S: Simd, const MR: usize, const NR: usize>(
     ldbv: usize,
     jb0: usize,
 ) {
+    if ldbv == NR && jb0 == 0 {
+        // B is a contiguous [k][NR] panel (always so when packed).
+        return mac_panel(simd, acc, a, lda, i0, k, bv);
+    }
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
     for kk in 0..k {
         let b = &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR];
@@ -410,10 +415,11 @@ fn mac<S: Simd, const MR: usize, const NR: usize>(
     }
 }
 
-/// As [`mac`] for a packed panel ([k][NR] vectors, contiguous): the
-/// panel walked in whole rows of `NR` vectors, so the loop carries no
-/// bounds check or index arithmetic besides the counter (the FMAs then
-/// dominate the instruction stream).
+/// [`mac`] where B is a contiguous panel ([k][NR] vectors, as packed
+/// weights are): the panel walked in whole rows of `NR` vectors, so the
+/// loop carries no bounds check or index arithmetic besides the counter
+/// (the FMAs then dominate the instruction stream). Same order of
+/// accumulation, so the same result to the bit.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn mac_panel<S: Simd, const MR: usize, const NR: usize>(
@@ -498,9 +504,9 @@ fn micro_gates<S: Simd, const MR: usize, const NR: usize>(
     for acc_r in acc.iter_mut() {
         acc_r.copy_from_slice(&bias[jv..jv + NR]);
     }
-    mac_panel(simd, &mut acc, x.a, x.lda, i0, x.k, x.panel(jv, NR));
+    mac(simd, &mut acc, x.a, x.lda, i0, x.k, x.panel(jv, NR), NR, 0);
     if let Some(h) = h {
-        mac_panel(simd, &mut acc, h.a, h.lda, i0, h.k, h.panel(jv, NR));
+        mac(simd, &mut acc, h.a, h.lda, i0, h.k, h.panel(jv, NR), NR, 0);
     }
     for (r, acc_r) in acc.iter().enumerate() {
         cv[(i0 + r) * ldcv + jv..(i0 + r) * ldcv + jv + NR].copy_from_slice(acc_r);
