@@ -140,7 +140,7 @@ pub struct LstmDirection {
     pub weight_ih: Tensor,
     /// [4H, H]
     pub weight_hh: Tensor,
-    /// b_ih + b_hh, [4H]
+    /// b_ih + b_hh, `[4H]`
     pub bias_ih: Tensor,
     pub bias_hh: Tensor,
     hidden: usize,
@@ -396,7 +396,7 @@ pub fn pinball_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     weighted_pinball_loss(pred, target, None)
 }
 
-/// Pinball loss with a weight per window (`weights` [B], mean 1 expected).
+/// Pinball loss with a weight per window (`weights` `[B]`, mean 1 expected).
 pub fn weighted_pinball_loss(
     pred: &Tensor,
     target: &Tensor,

@@ -4,7 +4,7 @@
 //! - Windows go through in blocks of [`BLOCK`]: every matmul of the network
 //!   is then one small GEMM with the block's rows, so each weight loaded
 //!   from cache serves many windows. Per LSTM step the gates of the block
-//!   are one pass ([`gates`]: each tile of the four fused gates starts
+//!   are one pass (`gates`: each tile of the four fused gates starts
 //!   from the bias and takes the input and the recurrent products in
 //!   registers, then is stored once): the working set of a step (weights
 //!   of one layer and direction, the block's sequences) stays in L2. A
@@ -13,7 +13,7 @@
 //!   window w in row t * B + w), so the rows a step reads are contiguous;
 //!   window-major they were L * D floats (6 KB) apart and fell into a
 //!   few L1 sets.
-//! - Weights are stored twice ([`Mat`]): row-major with a stride that is
+//! - Weights are stored twice (`Mat`): row-major with a stride that is
 //!   not a power of two (a lone window's path; a 1 KB stride put a
 //!   column strip of every row in the same few L1 sets), and packed in
 //!   contiguous column strips for the block path, read sequentially.
@@ -344,7 +344,7 @@ fn tanh_v<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
 /// Matrix widths [`gemm`] takes are multiples of this.
 pub const GEMM_PAD: usize = PAD;
 
-/// C[m][n] += A[m][k] (row stride `lda`) x B[k][n], `n` a multiple of
+/// `C[m][n] += A[m][k]` (row stride `lda`) x `B[k][n]`, `n` a multiple of
 /// [`GEMM_PAD`], in the widest SIMD the CPU has. Each element of C is
 /// accumulated over k in order, whatever m is, so one row and a batch of
 /// rows give bit-identical results. (The policy's actor uses it.)
@@ -965,7 +965,7 @@ impl FastNet {
     }
 
     /// The head on one embedding: z, last CPU and scale -> normalised
-    /// quantiles [H][3] (what an embedding-cache hit runs).
+    /// quantiles `[H][3]` (what an embedding-cache hit runs).
     pub fn head(&self, z: &[f32], last_cpu: f32, scale: f32, out: &mut [f32]) {
         let mut o = self.head_b.clone();
         for (i, zv) in z.iter().enumerate() {
@@ -998,7 +998,7 @@ impl FastNet {
         (s.z, s.last[0], s.scale[0])
     }
 
-    /// Normalised quantiles [n][H][3] for n windows [n][L][F], on up to
+    /// Normalised quantiles `[n][H][3]` for n windows `[n][L][F]`, on up to
     /// `threads` threads.
     pub fn forward(&self, xs: &[f32], threads: usize) -> Vec<f32> {
         let per = 3 * self.cfg.horizon;
@@ -1008,7 +1008,7 @@ impl FastNet {
         })
     }
 
-    /// Encoder outputs of n windows [n][L][F]: per window the embedding
+    /// Encoder outputs of n windows `[n][L][F]`: per window the embedding
     /// followed by its last normalised CPU and scale, [n][Z + 2] (what
     /// [`FastNet::embed`] gives for one), on up to `threads` threads.
     pub fn embed_many(&self, xs: &[f32], threads: usize) -> Vec<f32> {

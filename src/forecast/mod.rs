@@ -6,8 +6,8 @@
 //! - `snaive`: p50 = the value one season (288 steps, a day) earlier.
 //!
 //! Their p10/p90 come from empirical residuals over the last `calibration`
-//! steps of the history: for naive, the h-step changes y[t+h] - y[t] for
-//! each horizon h; for seasonal naive, y[t] - y[t-288]. Quantiles are
+//! steps of the history: for naive, the h-step changes `y[t+h] - y[t]` for
+//! each horizon h; for seasonal naive, `y[t] - y[t-288]`. Quantiles are
 //! clamped at 0 (CPU cannot be negative) and sorted, so p10 <= p50 <= p90
 //! always holds.
 

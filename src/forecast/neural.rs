@@ -104,14 +104,14 @@ pub struct Embedding {
 /// Attention weights of one forecast, oldest step first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
-    /// [L][23]: the feature-wise softmax at each step (rows sum to 1); for
+    /// `[L][23]`: the feature-wise softmax at each step (rows sum to 1); for
     /// the TFT its past variable-selection weights.
     pub feature_weights: Vec<Vec<f32>>,
-    /// [L]: the temporal softmax over steps (sums to 1); for the TFT the
+    /// `[L]`: the temporal softmax over steps (sums to 1); for the TFT the
     /// attention of the forecast steps on the look-back, averaged over
     /// steps and heads and renormalised over the L past positions.
     pub step_weights: Vec<f32>,
-    /// TFT only, [H][3]: variable-selection weights of the known future
+    /// TFT only, `[H][3]`: variable-selection weights of the known future
     /// inputs (the calendar) at each forecast step.
     pub future_weights: Option<Vec<Vec<f32>>>,
     /// TFT only, [H][L + H]: each forecast step's attention over the
@@ -408,7 +408,7 @@ impl NeuralModel {
     }
 
     /// Run the encoder on many inputs at once (both cores from
-    /// [`PARALLEL_BATCH`] inputs up): what a decision cycle over many
+    /// `PARALLEL_BATCH` inputs up): what a decision cycle over many
     /// groups does with its cache misses.
     pub fn encode_batch(&self, inputs: &[&ModelInput]) -> Result<Vec<Embedding>, ModelError> {
         for x in inputs {

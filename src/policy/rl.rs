@@ -201,7 +201,7 @@ impl Module for Mlp {
     }
 }
 
-/// The actor's weights as plain vectors: [out][in] row-major per layer.
+/// The actor's weights as plain vectors: `[out][in]` row-major per layer.
 #[derive(Debug, Clone)]
 pub struct Actor {
     /// Layers laid out for [`crate::forecast::fast::gemm`]; shared, so a
