@@ -37,12 +37,14 @@
 //! (figures and history in `models/bilstm/README.md`): on a 2-core Intel
 //! Xeon at 2.6 GHz with AVX-512 (2026-12-01), 84-105 us for one window on
 //! one thread and 126-160 ms for 5,000 windows on both cores (142 ms on
-//! its AVX2 path in a quiet spell); on a 2-core EPYC with AVX2 only
-//! (2026-11-23 to 12-01), 84-122 us and 140-232 ms. Both hosts' speed
-//! swings by a quarter to a third from minute to minute. The bench's
-//! `fma_peak` gives the ceiling: on the EPYC one core did 41-45 G
-//! multiply-adds/s and both together 62-78 G/s, where 5,000 windows need
-//! 9.1 G (1.83 M each, [`Config::multiply_adds`]).
+//! its AVX2 path in a quiet spell); on a faster 2-core Xeon with AVX-512
+//! and 2 MB L2 per core (2026-12-01, late), 63-69 us and 98-105 ms; on
+//! a 2-core EPYC with AVX2 only (2026-11-23 to 12-01), 84-122 us and
+//! 140-232 ms. Speed swings by a quarter to a third from minute to
+//! minute on the first and the last. The bench's `fma_peak` gives the
+//! ceiling: on the EPYC one core did 41-45 G multiply-adds/s and both
+//! together 62-78 G/s; on the faster Xeon 105 G/s and 188-193 G/s.
+//! 5,000 windows need 9.1 G (1.83 M each, [`Config::multiply_adds`]).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
