@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test of the project, on a fresh machine: installs and starts what
 # the tests need (Redis; moto, the AWS API emulator, and schemathesis, from
-# PyPI into venvs), then runs format, lint, the test suites (unit, and one
-# integration binary with the fault tests) and schemathesis against the
-# OpenAPI document. Nothing reaches AWS.
+# PyPI into venvs), then runs format, lint, the API docs (no warnings),
+# the test suites (unit, and one integration binary with the fault
+# tests) and schemathesis against the OpenAPI document. Nothing reaches
+# AWS.
 #
 #   scripts/test.sh
 #
@@ -35,6 +36,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+# The API docs build without warnings (broken links, a public doc naming
+# a private item). Dependencies are only checked, as clippy left them.
+step "cargo doc"
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --locked --no-deps
 
 step "cargo test"
 cargo test --locked
