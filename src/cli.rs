@@ -511,10 +511,10 @@ pub struct EvaluateArgs {
     pub step_seconds: i64,
 }
 
+// The field docs are --help text, where <model> is a placeholder, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    // Doc comments here are --help text, where <x> is a placeholder, not HTML.
-    #[allow(rustdoc::invalid_html_tags)]
     /// Policies, comma-separated: oracle, threshold, target-tracking, hold,
     /// predictive (seasonal-naive forecasts, POLICY_EVAL.md's reference),
     /// predictive-<forecaster> (naive, snaive, or a trained model in
@@ -538,8 +538,6 @@ pub struct SimulateArgs {
     /// Folder holding the shared datasets.
     #[arg(long, env = "FORESCALE_DATA_ROOT", default_value = "../shared/data")]
     pub data_root: PathBuf,
-    // Doc comments here are --help text, where <x> is a placeholder, not HTML.
-    #[allow(rustdoc::invalid_html_tags)]
     /// Folder of trained models (for predictive-<model>).
     #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,
@@ -1493,6 +1491,8 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+// The field docs are --help text, where <model> is a placeholder, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -1613,8 +1613,6 @@ pub struct TrainArgs {
     /// in-sample); below 70 leaves a gap before validation.
     #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = data::TRAIN_END_PCT)]
     pub fit_end_pct: usize,
-    // Doc comments here are --help text, where <x> is a placeholder, not HTML.
-    #[allow(rustdoc::invalid_html_tags)]
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,

@@ -401,45 +401,42 @@ fn mac<S: Simd, const MR: usize, const NR: usize>(
     ldbv: usize,
     jb0: usize,
 ) {
-    if ldbv == NR && jb0 == 0 {
-        // B is a contiguous [k][NR] panel (always so when packed).
-        return mac_panel(simd, acc, a, lda, i0, k, bv);
-    }
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
-    for kk in 0..k {
-        let b = &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR];
-        for r in 0..MR {
-            let av = simd.splat_f32s(rows[r][kk]);
-            for q in 0..NR {
-                acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
-            }
+    if ldbv == NR && jb0 == 0 {
+        // B is a contiguous [k][NR] panel (always so when packed): walked
+        // in whole rows of `NR` vectors, the loop carries no bounds check
+        // or index arithmetic besides the counter, so the FMAs dominate
+        // the instruction stream (`take(k)` tells the compiler that kk
+        // stays below the rows' length k). Same order of accumulation.
+        for (kk, b) in bv[..k * NR].chunks_exact(NR).enumerate().take(k) {
+            fma_step(simd, acc, &rows, kk, b);
+        }
+    } else {
+        for kk in 0..k {
+            fma_step(
+                simd,
+                acc,
+                &rows,
+                kk,
+                &bv[kk * ldbv + jb0..kk * ldbv + jb0 + NR],
+            );
         }
     }
 }
 
-/// [`mac`] where B is a contiguous panel ([k][NR] vectors, as packed
-/// weights are): the panel walked in whole rows of `NR` vectors, so the
-/// loop carries no bounds check or index arithmetic besides the counter
-/// (the FMAs then dominate the instruction stream). Same order of
-/// accumulation, so the same result to the bit.
+/// One k step of [`mac`]: acc[r][q] += A[r][kk] x b[q].
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn mac_panel<S: Simd, const MR: usize, const NR: usize>(
+fn fma_step<S: Simd, const MR: usize, const NR: usize>(
     simd: S,
     acc: &mut [[S::f32s; NR]; MR],
-    a: &[f32],
-    lda: usize,
-    i0: usize,
-    k: usize,
-    panel: &[S::f32s],
+    rows: &[&[f32]; MR],
+    kk: usize,
+    b: &[S::f32s],
 ) {
-    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
-    for (kk, b) in panel[..k * NR].chunks_exact(NR).enumerate().take(k) {
-        for r in 0..MR {
-            let av = simd.splat_f32s(rows[r][kk]);
-            for q in 0..NR {
-                acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
-            }
+    for r in 0..MR {
+        let av = simd.splat_f32s(rows[r][kk]);
+        for q in 0..NR {
+            acc[r][q] = simd.mul_add_e_f32s(av, b[q], acc[r][q]);
         }
     }
 }
@@ -762,7 +759,7 @@ impl WithSimd for BlockForward<'_> {
         // Feature attention: logits of every row in one GEMM, then a
         // softmax over the F features of each row.
         let fp = net.fa_b.len();
-        // From here on rows are time-major, (t, w) at t * b + w: the
+        // From xt on rows are time-major, (t, w) at t * b + w: the
         // block's rows of one step are then contiguous. Window-major, they
         // were L * D floats apart (6 KB for the second layer), which put
         // the rows of a step in a few L1 sets and evicted each other.
