@@ -846,6 +846,11 @@ fn score_and_report(
             None => None,
             Some(path) => {
                 let path = dump_path(path, m.name(), models.len());
+                // As --out, a folder that does not exist yet is made.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
                 let f = std::fs::File::create(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 eprintln!("{}: forecasts to {}", m.name(), path.display());

@@ -49,8 +49,18 @@ async fn import_evaluate_and_replay_the_generic_csv() {
     // same numbers: the conversion loses nothing the protocol uses.
     let by_name = dir.path().join("by-name");
     let by_csv = dir.path().join("by-csv");
-    for (dataset, out) in [("nab-aws-cloudwatch", &by_name), (csv_path, &by_csv)] {
-        forescale(&[
+    // The second run also dumps every forecast point, into folders that
+    // do not exist yet (made as --out is).
+    let dump = dir.path().join("dumps/nested/points.csv");
+    for (dataset, out, extra) in [
+        ("nab-aws-cloudwatch", &by_name, vec![]),
+        (
+            csv_path,
+            &by_csv,
+            vec!["--dump-forecasts", dump.to_str().unwrap()],
+        ),
+    ] {
+        let mut args = vec![
             "evaluate",
             "--dataset",
             dataset,
@@ -60,9 +70,9 @@ async fn import_evaluate_and_replay_the_generic_csv() {
             "naive,snaive",
             "--out",
             out.to_str().unwrap(),
-        ])
-        .await
-        .unwrap();
+        ];
+        args.extend(extra);
+        forescale(&args).await.unwrap();
     }
     let (a, b) = (metrics_csv(&by_name), metrics_csv(&by_csv));
     assert_eq!(a.len(), 2);
@@ -74,6 +84,31 @@ async fn import_evaluate_and_replay_the_generic_csv() {
         }
         let mae: f64 = ra[4].parse().unwrap();
         assert!(mae.is_finite() && mae > 0.0);
+    }
+    // One dump per model, one row per scored point, consistent with the
+    // report: the mean |y - q50| of the rows is the model's MAE.
+    for (model, row) in ["naive", "snaive"].iter().zip(&b) {
+        let path = dir.path().join(format!("dumps/nested/points.{model}.csv"));
+        let mut r = csv::Reader::from_path(&path).unwrap();
+        assert_eq!(
+            r.headers().unwrap(),
+            vec!["series_id", "origin_index", "h", "y", "q10", "q50", "q90"]
+        );
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        let points: usize = row[3].parse().unwrap();
+        assert_eq!(rows.len(), points, "{model}");
+        let num = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap();
+        let mae = rows
+            .iter()
+            .map(|r| (num(r, 3) - num(r, 5)).abs())
+            .sum::<f64>()
+            / points as f64;
+        let want: f64 = row[4].parse().unwrap();
+        assert!((mae - want).abs() < 1e-3 * want, "{model}: {mae} vs {want}");
+        assert!(
+            rows.iter()
+                .all(|r| (1..=12).contains(&r[2].parse::<u32>().unwrap()))
+        );
     }
     let report = std::fs::read_to_string(by_csv.join("report.md")).unwrap();
     assert!(report.contains("| naive |") && report.contains("median MASE"));
