@@ -43,7 +43,9 @@
 //! 140-232 ms. Speed swings by a quarter to a third from minute to
 //! minute on the first and the last. The bench's `fma_peak` gives the
 //! ceiling: on the EPYC one core did 41-45 G multiply-adds/s and both
-//! together 62-78 G/s; on the faster Xeon 105 G/s and 188-193 G/s.
+//! together 62-78 G/s; on the faster Xeon 105 G/s and 188-193 G/s; on a
+//! first-generation Zen EPYC (2026-12-06) 19-20 G/s and 35 G/s, where
+//! the network took 155-161 us and 396-402 ms, 60-66 % of that peak.
 //! 5,000 windows need 9.1 G (1.83 M each, [`Config::multiply_adds`]).
 
 use std::collections::HashMap;
