@@ -1579,7 +1579,7 @@ pub struct TrainArgs {
     /// Peak learning rate (AdamW).
     #[arg(long, env = "FORESCALE_TRAIN_LR", default_value_t = 1e-3)]
     pub lr: f64,
-    /// LSTM units per direction.
+    /// LSTM units per direction (the TFT: its hidden width); a multiple of 4.
     #[arg(long, env = "FORESCALE_TRAIN_HIDDEN", default_value_t = 64)]
     pub hidden: usize,
     /// Epochs without a better validation MAE before stopping.
@@ -1630,20 +1630,6 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     if args.model == "policy" {
         return train_policy(args);
     }
-    anyhow::ensure!(
-        (0.0..1.0).contains(&args.ema_decay),
-        "--ema-decay must be in [0, 1) (0 turns the weight average off), got {}",
-        args.ema_decay
-    );
-    anyhow::ensure!(
-        (1..=data::VAL_END_PCT).contains(&args.fit_end_pct),
-        "--fit-end-pct must be in 1-{} ({} = the train split, {} = train + validation), got {}",
-        data::VAL_END_PCT,
-        data::TRAIN_END_PCT,
-        data::VAL_END_PCT,
-        args.fit_end_pct
-    );
-    let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let opts = crate::train::TrainOptions {
         kind: match args.model.as_str() {
             "lstm" => crate::train::NetKind::Lstm,
@@ -1666,6 +1652,14 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         fit_end_pct: args.fit_end_pct,
         ..crate::train::TrainOptions::default()
     };
+    // Bad options fail at once, before minutes of loading data.
+    opts.check()?;
+    anyhow::ensure!(
+        args.lr > 0.0,
+        "--lr must be more than 0 (0 would leave the initial weights), got {}",
+        args.lr
+    );
+    let (source, series, report) = load_series(&args.data, args.step_seconds)?;
     let trained = crate::train::train(&series, &opts, true)?;
     let out = args
         .out

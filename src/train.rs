@@ -185,6 +185,52 @@ impl TrainOptions {
     pub fn refit(&self) -> bool {
         self.fit_end_pct > TRAIN_END_PCT
     }
+
+    /// The options' own limits, checked before any data is read; each
+    /// error names the `forescale train` flag. (A learning rate of 0 is
+    /// allowed here, frozen weights, for tests; the CLI refuses it.)
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::ensure;
+        ensure!(
+            self.lookback >= 1,
+            "--lookback must be at least 1 step, got 0"
+        );
+        ensure!(self.max_epochs >= 1, "--epochs must be at least 1, got 0");
+        ensure!(self.batch >= 1, "--batch must be at least 1, got 0");
+        ensure!(
+            self.windows_per_epoch >= 1,
+            "--windows-per-epoch must be at least 1, got 0"
+        );
+        ensure!(
+            self.hidden >= 4 && self.hidden.is_multiple_of(4),
+            "--hidden must be a positive multiple of 4 (the fast inference path packs 4 x hidden \
+             gate columns in SIMD vectors; the TFT splits it over 4 attention heads), got {}",
+            self.hidden
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr >= 0.0,
+            "--lr must be a finite number >= 0, got {}",
+            self.lr
+        );
+        ensure!(self.patience >= 1, "--patience must be at least 1, got 0");
+        ensure!(
+            self.max_minutes > 0.0,
+            "--max-minutes must be more than 0, got {}",
+            self.max_minutes
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.ema_decay),
+            "--ema-decay must be in [0, 1) (0 turns the weight average off), got {}",
+            self.ema_decay
+        );
+        ensure!(
+            (1..=VAL_END_PCT).contains(&self.fit_end_pct),
+            "--fit-end-pct must be in 1-{VAL_END_PCT} ({TRAIN_END_PCT} = the train split, \
+             {VAL_END_PCT} = train + validation), got {}",
+            self.fit_end_pct
+        );
+        Ok(())
+    }
 }
 
 /// End (exclusive) of the fitted rows of a series of `len` steps.
@@ -535,13 +581,9 @@ pub fn train(
     show_progress: bool,
 ) -> anyhow::Result<Trained> {
     let started = Instant::now();
+    opts.check()?;
     let cfg = architecture(opts);
     let (l, h, known) = (cfg.lookback(), cfg.horizon(), known_inputs(&cfg));
-    anyhow::ensure!(
-        (1..=VAL_END_PCT).contains(&opts.fit_end_pct),
-        "the fit must end inside train + validation (1-{VAL_END_PCT} % of each series), got {} %",
-        opts.fit_end_pct
-    );
     let stats = NormStats::fit_with(
         series
             .iter()
@@ -1038,6 +1080,83 @@ mod tests {
         let gap = train(&series, &tiny_options(50), false).unwrap();
         assert_eq!(gap.train_windows, want(200));
         assert!(train(&series, &tiny_options(86), false).is_err());
+    }
+
+    #[test]
+    fn bad_options_name_their_flag() {
+        assert!(TrainOptions::default().check().is_ok());
+        assert!(tiny_options(70).check().is_ok());
+        let d = TrainOptions::default;
+        for (o, flag) in [
+            (TrainOptions { lookback: 0, ..d() }, "--lookback"),
+            (
+                TrainOptions {
+                    max_epochs: 0,
+                    ..d()
+                },
+                "--epochs",
+            ),
+            (TrainOptions { batch: 0, ..d() }, "--batch"),
+            (
+                TrainOptions {
+                    windows_per_epoch: 0,
+                    ..d()
+                },
+                "--windows-per-epoch",
+            ),
+            (TrainOptions { hidden: 0, ..d() }, "--hidden"),
+            (TrainOptions { hidden: 6, ..d() }, "--hidden"),
+            (TrainOptions { lr: -1e-3, ..d() }, "--lr"),
+            (
+                TrainOptions {
+                    lr: f64::NAN,
+                    ..d()
+                },
+                "--lr",
+            ),
+            (TrainOptions { patience: 0, ..d() }, "--patience"),
+            (
+                TrainOptions {
+                    max_minutes: 0.0,
+                    ..d()
+                },
+                "--max-minutes",
+            ),
+            (
+                TrainOptions {
+                    max_minutes: f64::NAN,
+                    ..d()
+                },
+                "--max-minutes",
+            ),
+            (
+                TrainOptions {
+                    ema_decay: 1.0,
+                    ..d()
+                },
+                "--ema-decay",
+            ),
+            (
+                TrainOptions {
+                    fit_end_pct: 0,
+                    ..d()
+                },
+                "--fit-end-pct",
+            ),
+            (
+                TrainOptions {
+                    fit_end_pct: 86,
+                    ..d()
+                },
+                "--fit-end-pct",
+            ),
+        ] {
+            let e = o.check().unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{flag}: {e}");
+            // train() refuses them too, before touching the data.
+            let e = train(&[], &o, false).unwrap_err().to_string();
+            assert!(e.starts_with(flag), "{flag}: {e}");
+        }
     }
 
     #[test]

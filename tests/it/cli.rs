@@ -174,4 +174,34 @@ async fn unknown_dataset_and_model_are_clear_errors() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("unknown model"), "{e}");
+
+    // train: a bad option is refused before any data is read (the data
+    // root here does not exist) and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    for (flag, value) in [
+        ("--epochs", "0"),
+        ("--lookback", "0"),
+        ("--batch", "0"),
+        ("--hidden", "6"),
+        ("--lr", "0"),
+        ("--max-minutes", "0"),
+    ] {
+        let e = forescale(&[
+            "train",
+            "--model",
+            "lstm",
+            "--data-root",
+            dir.path().join("no-data").to_str().unwrap(),
+            flag,
+            value,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with(flag), "{flag} {value}: {e}");
+        assert!(!out.exists(), "{flag} {value} wrote {}", out.display());
+    }
 }
