@@ -1618,6 +1618,13 @@ pub struct TrainArgs {
     /// in-sample); below 70 leaves a gap before validation.
     #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = data::TRAIN_END_PCT)]
     pub fit_end_pct: usize,
+    /// Make each measured covariate (every input but CPU and the
+    /// calendar) absent for a whole training window with this probability,
+    /// as for a group that does not publish it, so the network cannot
+    /// lean on covariate levels it may never get (0 = off; see
+    /// models/README.md, "Covariates").
+    #[arg(long, env = "FORESCALE_TRAIN_COVARIATE_DROPOUT", default_value_t = 0.0)]
+    pub covariate_dropout: f64,
     /// Output folder (default: models/<model>).
     #[arg(long, env = "FORESCALE_TRAIN_OUT")]
     pub out: Option<PathBuf>,
@@ -1650,6 +1657,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         log_target: args.log_target,
         ema_decay: args.ema_decay,
         fit_end_pct: args.fit_end_pct,
+        covariate_dropout: args.covariate_dropout,
         ..crate::train::TrainOptions::default()
     };
     // Bad options fail at once, before minutes of loading data.

@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::data::{GriddedSeries, TRAIN_END_PCT, VAL_END_PCT};
-use crate::domain::{N_FEATURES, TARGET};
+use crate::domain::{N_FEATURES, N_MEASURED, TARGET};
 use crate::eval::mase_scale;
 use crate::features::{NormStats, encode};
 use crate::forecast::DAY_STEPS;
@@ -154,6 +154,14 @@ pub struct TrainOptions {
     /// so nothing stops early, and the last epoch is kept. Below 70 leaves
     /// a gap before validation (how much the most recent data is worth).
     pub fit_end_pct: usize,
+    /// Each measured covariate (every input but CPU and the calendar) is
+    /// made absent, the neutral value a group that does not publish it
+    /// gets, for a whole training window with this probability,
+    /// independently per covariate (0: off, and no random draw is made,
+    /// so training is unchanged). Groups often publish no memory or disk
+    /// metrics, and a network that leans on covariate levels it learned
+    /// per VM does badly on a group whose levels it never saw.
+    pub covariate_dropout: f64,
 }
 
 impl Default for TrainOptions {
@@ -176,6 +184,7 @@ impl Default for TrainOptions {
             log_target: true,
             ema_decay: 0.0,
             fit_end_pct: TRAIN_END_PCT,
+            covariate_dropout: 0.0,
         }
     }
 }
@@ -222,6 +231,11 @@ impl TrainOptions {
             (0.0..1.0).contains(&self.ema_decay),
             "--ema-decay must be in [0, 1) (0 turns the weight average off), got {}",
             self.ema_decay
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.covariate_dropout),
+            "--covariate-dropout must be in [0, 1) (0 = off), got {}",
+            self.covariate_dropout
         );
         ensure!(
             (1..=VAL_END_PCT).contains(&self.fit_end_pct),
@@ -319,24 +333,46 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
         .collect()
 }
 
+/// Covariate dropout on one normalised window `[L][23]`: each measured
+/// feature but CPU (the target) is set to 0, the neutral value of an absent
+/// feature, on every step with probability `p`, one draw per feature.
+fn drop_covariates(window: &mut [f32], p: f64, rng: &mut SplitMix64) {
+    for k in (0..N_MEASURED).filter(|k| *k != TARGET) {
+        if f64::from(rng.next_f32()) < p {
+            for row in window.chunks_exact_mut(N_FEATURES) {
+                row[k] = 0.0;
+            }
+        }
+    }
+}
+
 /// (series, origin): the window is rows [t - L, t), the target [t, t + H).
 type Origin = (usize, usize);
 
 /// Inputs [B, L, 23], known future inputs [B, H, known] (the calendar
 /// columns of the target rows; `known` = 0 for the recurrent networks) and
 /// targets [B, H] of the origins.
+///
+/// `absent`: (probability, rng) of [`TrainOptions::covariate_dropout`];
+/// `None` (or probability 0) draws nothing and changes nothing.
 fn gather(
     data: &[Prepared],
     idx: &[Origin],
     l: usize,
     h: usize,
     known: usize,
+    absent: Option<(f64, &mut SplitMix64)>,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let mut xb = Vec::with_capacity(idx.len() * l * N_FEATURES);
     let mut fb = Vec::with_capacity(idx.len() * h * known);
     let mut yb = Vec::with_capacity(idx.len() * h);
+    let mut absent = absent.filter(|(p, _)| *p > 0.0);
     for &(s, t) in idx {
+        let at = xb.len();
         xb.extend_from_slice(&data[s].x[(t - l) * N_FEATURES..t * N_FEATURES]);
+        if let Some((p, rng)) = absent.as_mut() {
+            drop_covariates(&mut xb[at..], *p, rng);
+        }
         for r in t..t + h {
             let row = &data[s].x[r * N_FEATURES..(r + 1) * N_FEATURES];
             fb.extend_from_slice(&row[N_FEATURES - known..]);
@@ -465,7 +501,7 @@ fn val_metrics(
     let (mut sum, mut n) = (0.0f64, 0usize);
     let mut per_series = vec![(0.0f64, 0usize); data.len()];
     for chunk in origins.chunks(1024) {
-        let (x, f, _) = gather(data, chunk, l, h, known)?;
+        let (x, f, _) = gather(data, chunk, l, h, known, None)?;
         let q = net.forward(&x, &f, None)?.to_vec3::<f32>()?;
         for (&(s, t), steps) in chunk.iter().zip(&q) {
             for (k, step) in steps.iter().enumerate() {
@@ -673,7 +709,14 @@ pub fn train(
             let idx: Vec<Origin> = (0..opts.batch)
                 .map(|_| train_origins[rng.below(train_origins.len())])
                 .collect();
-            let (x, f, y) = gather(&data, &idx, l, h, known)?;
+            let (x, f, y) = gather(
+                &data,
+                &idx,
+                l,
+                h,
+                known,
+                Some((opts.covariate_dropout, &mut rng)),
+            )?;
             let lr = lr_at(opts, step, per_epoch);
             opt.set_learning_rate(lr);
             let pred = net.forward(&x, &f, Some(&mut rng))?;
@@ -1150,6 +1193,20 @@ mod tests {
                 },
                 "--fit-end-pct",
             ),
+            (
+                TrainOptions {
+                    covariate_dropout: 1.0,
+                    ..d()
+                },
+                "--covariate-dropout",
+            ),
+            (
+                TrainOptions {
+                    covariate_dropout: -0.1,
+                    ..d()
+                },
+                "--covariate-dropout",
+            ),
         ] {
             let e = o.check().unwrap_err().to_string();
             assert!(e.starts_with(flag), "{flag}: {e}");
@@ -1157,6 +1214,52 @@ mod tests {
             let e = train(&[], &o, false).unwrap_err().to_string();
             assert!(e.starts_with(flag), "{flag}: {e}");
         }
+    }
+
+    #[test]
+    fn covariate_dropout_blanks_whole_covariates_and_nothing_else() {
+        let (l, h) = (6, 12);
+        let series = tiny_series();
+        let stats = NormStats::fit_with(series.iter().flat_map(|s| &s.window.rows[..]), true);
+        let mut data = prepare(&series, &stats);
+        // Give every input a non-zero value, so a blanked one shows.
+        for d in &mut data {
+            for (i, v) in d.x.iter_mut().enumerate() {
+                *v = 1.0 + i as f32;
+            }
+        }
+        let idx: Vec<Origin> = (0..40).map(|i| (i % 2, 20 + i)).collect();
+        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (plain, _, _) = gather(&data, &idx, l, h, 0, None).unwrap();
+        // Probability 0 draws nothing: the stream of the rest of training
+        // (window order, dropout masks) is that of a run without it.
+        let mut rng = SplitMix64::new(5);
+        let (zero, _, _) = gather(&data, &idx, l, h, 0, Some((0.0, &mut rng))).unwrap();
+        assert_eq!(flat(&zero), flat(&plain));
+        assert_eq!(rng.next_u64(), SplitMix64::new(5).next_u64());
+        let (half, _, _) = gather(&data, &idx, l, h, 0, Some((0.5, &mut rng))).unwrap();
+        let (plain, half) = (flat(&plain), flat(&half));
+        let mut blanked = 0;
+        for (w, (a, b)) in plain
+            .chunks_exact(l * N_FEATURES)
+            .zip(half.chunks_exact(l * N_FEATURES))
+            .enumerate()
+        {
+            for k in 0..N_FEATURES {
+                let col =
+                    |x: &[f32]| -> Vec<f32> { x.chunks_exact(N_FEATURES).map(|r| r[k]).collect() };
+                let (ca, cb) = (col(a), col(b));
+                if k == TARGET || k >= N_MEASURED {
+                    assert_eq!(ca, cb, "window {w}: CPU and the calendar are kept");
+                } else if cb.iter().all(|v| *v == 0.0) {
+                    blanked += 1;
+                } else {
+                    assert_eq!(ca, cb, "window {w}, feature {k}: all steps or none");
+                }
+            }
+        }
+        // 40 windows x 19 covariates at p = 0.5.
+        assert!((280..480).contains(&blanked), "{blanked} of 760 blanked");
     }
 
     #[test]
