@@ -839,6 +839,14 @@ fn score_and_report(
     busiest.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut fans =
         plots::FanCollector::new(busiest.iter().take(3).map(|(_, s)| s.id.clone()).collect());
+    // The dumps' folder (every model's file goes beside the path), made
+    // once if it does not exist yet, as --out is.
+    if let Some(dir) = dump_to
+        .and_then(std::path::Path::parent)
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let mut scores = Vec::new();
     for (i, m) in models.iter().enumerate() {
         let pb = progress(series.len() as u64, m.name());
@@ -846,11 +854,6 @@ fn score_and_report(
             None => None,
             Some(path) => {
                 let path = dump_path(path, m.name(), models.len());
-                // As --out, a folder that does not exist yet is made.
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                }
                 let f = std::fs::File::create(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 eprintln!("{}: forecasts to {}", m.name(), path.display());
