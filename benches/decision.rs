@@ -1,4 +1,4 @@
-//! One decision cycle over a fleet (`forescale::decision::decide`, what
+//! One decision cycle over a fleet (`forescale::app::decision::decide`, what
 //! `GET /v1/recommendations` runs): windows read from the in-process
 //! store, the shipped BiLSTM's forecasts, the shipped PPO policy and the
 //! guardrails, for 5,000 and 10,000 groups.
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use actix_web::web;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use forescale::app::AppState;
+use forescale::app::decision::{DecisionSettings, GroupRequest, decide};
 use forescale::cache::EmbeddingCache;
-use forescale::decision::{DecisionSettings, GroupRequest, decide};
 use forescale::domain::{MetricSample, N_MEASURED, ScalingGroup};
 use forescale::forecast::ModelRegistry;
-use forescale::http::AppState;
 use forescale::ingest::IngestLimits;
 use forescale::metrics::Metrics;
 use forescale::store::{Backend, StoreConfig, WindowStore};

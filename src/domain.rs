@@ -1,5 +1,5 @@
 //! Domain types shared by every stage: the scaling-group name, the 23
-//! features of FEATURES.md with their physical bounds, and one metric sample.
+//! features of docs/features.md with their physical bounds, and one metric sample.
 //!
 //! Everything here validates at the edge, so code further down the pipeline
 //! can trust what it holds.
@@ -70,6 +70,51 @@ pub const FEATURE_BOUNDS: [(f64, f64); N_MEASURED] = [
 
 /// Upper bound of a group's in-service capacity (instances or weighted units).
 pub const MAX_CAPACITY: f64 = 1e6;
+
+/// Steps forecast and planned ahead unless asked otherwise: one hour of
+/// 5-minute steps, the trained models' horizon.
+pub const HORIZON: usize = 12;
+
+/// A utilisation: a fraction of capacity (0.6 is 60 %). The one type for
+/// targets and thresholds, so a percent never meets a fraction.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Utilisation(f64);
+
+impl Utilisation {
+    /// The simulator's reference target (POLICY_EVAL.md): 50 %.
+    pub const REFERENCE: Self = Self(0.5);
+    /// The control loop's default forecast-at-target plan: 60 %.
+    pub const DEFAULT_TARGET: Self = Self(0.6);
+
+    /// From a fraction in (0, 1].
+    pub fn from_fraction(f: f64) -> Result<Self, String> {
+        if f > 0.0 && f <= 1.0 {
+            Ok(Self(f))
+        } else {
+            Err(format!("a utilisation must be in (0, 1]; got {f}"))
+        }
+    }
+
+    /// From a percentage in (0, 100].
+    pub fn from_percent(p: f64) -> Result<Self, String> {
+        if p > 0.0 && p <= 100.0 {
+            Ok(Self(p / 100.0))
+        } else {
+            Err(format!(
+                "a utilisation must be a percentage in (0, 100]; got {p}"
+            ))
+        }
+    }
+
+    pub fn fraction(self) -> f64 {
+        self.0
+    }
+
+    pub fn percent(self) -> f64 {
+        self.0 * 100.0
+    }
+}
 
 /// Index of a feature name, or `None` when the name is not one of the 23.
 pub fn feature_index(name: &str) -> Option<usize> {

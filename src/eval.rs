@@ -1,4 +1,4 @@
-//! EVAL.md: rolling-origin evaluation of forecasters on gridded series, and
+//! EVAL.md (docs/forecast-evaluation.md): rolling-origin evaluation of forecasters on gridded series, and
 //! the CSV + Markdown report.
 //!
 //! Origins are t = test_start, test_start + H, ... while t + H <= len; at
@@ -25,8 +25,8 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            horizon: 12,
-            season: 288,
+            horizon: crate::domain::HORIZON,
+            season: crate::forecast::DAY_STEPS,
         }
     }
 }
@@ -139,18 +139,17 @@ pub fn evaluate(
     sinks: &mut [&mut dyn ForecastSink],
 ) -> csv::Result<ModelScores> {
     let h = opts.horizon;
-    let (mut n, mut abs, mut sq, mut sum_abs_y, mut sum_y, mut sum_y2) =
-        (0usize, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut errors = AbsErrors::new(series.len());
+    let mut scales = Vec::with_capacity(series.len());
+    let (mut sq, mut sum_abs_y, mut sum_y, mut sum_y2) = (0.0, 0.0, 0.0, 0.0);
     let mut pin = [0.0f64; 3];
     let (mut covered, mut width) = (0usize, 0.0);
     let mut below = [0usize; 3];
-    let mut mase = Vec::new();
     let mut latencies: Vec<f32> = Vec::new();
     let (mut origins, mut skipped) = (0usize, 0usize);
-    for s in series {
+    for (si, s) in series.iter().enumerate() {
         let y = s.target();
-        let scale = mase_scale(&y[..s.split.train_end], opts.season);
-        let (mut s_abs, mut s_n) = (0.0, 0usize);
+        scales.push(mase_scale(&y[..s.split.train_end], opts.season));
         let mut t = s.split.val_end;
         while t + h <= y.len() {
             let started = Instant::now();
@@ -169,10 +168,8 @@ pub fn evaluate(
                 let yt = f64::from(y[t + k]);
                 let f = [fc.p10[k], fc.p50[k], fc.p90[k]].map(f64::from);
                 let e = yt - f[1];
-                abs += e.abs();
+                errors.add(si, e.abs());
                 sq += e * e;
-                s_abs += e.abs();
-                s_n += 1;
                 sum_abs_y += yt.abs();
                 sum_y += yt;
                 sum_y2 += yt * yt;
@@ -184,29 +181,26 @@ pub fn evaluate(
                     below[i] += usize::from(yt <= *fi);
                 }
                 width += f[2] - f[0];
-                n += 1;
             }
             t += h;
         }
-        if let Some(scale) = scale.filter(|_| s_n > 0) {
-            mase.push(s_abs / s_n as f64 / scale);
-        }
         progress();
     }
+    let n = errors.points();
     let nf = n.max(1) as f64;
+    let mase = errors.mase(|s| scales[s]);
     let sst = sum_y2 - sum_y * sum_y / nf;
     let wql_q = pin.map(|p| 2.0 * p / sum_abs_y.max(f64::MIN_POSITIVE));
     let mase_series = mase.len();
     let mase_mean = mase.iter().sum::<f64>() / mase_series.max(1) as f64;
-    let mut mase32: Vec<f32> = mase.iter().map(|m| *m as f32).collect();
     Ok(ModelScores {
         model: model.name().to_owned(),
         series: series.len(),
         origins,
         points: n,
-        mae: abs / nf,
+        mae: errors.mae(),
         rmse: (sq / nf).sqrt(),
-        mase_median: quantile(&mut mase32, 0.5).map_or(f64::NAN, f64::from),
+        mase_median: median(&mase),
         mase_mean,
         mase_series,
         pinball: pin.iter().sum::<f64>() / nf / 3.0,
@@ -223,6 +217,63 @@ pub fn evaluate(
         latency_batch1_us: quantile(&mut latencies, 0.5).map_or(f64::NAN, f64::from),
         skipped,
     })
+}
+
+/// Absolute errors of a median forecast, in all and per series: the MAE
+/// and the median over series of MASE, as EVAL.md defines them. The one
+/// implementation [`evaluate`] and training's validation share.
+#[derive(Debug, Clone)]
+pub struct AbsErrors {
+    sum: f64,
+    n: usize,
+    per_series: Vec<(f64, usize)>,
+}
+
+impl AbsErrors {
+    pub fn new(series: usize) -> Self {
+        Self {
+            sum: 0.0,
+            n: 0,
+            per_series: vec![(0.0, 0); series],
+        }
+    }
+
+    /// One point of series `s`: |y - p50|.
+    pub fn add(&mut self, s: usize, abs_err: f64) {
+        self.sum += abs_err;
+        self.n += 1;
+        self.per_series[s].0 += abs_err;
+        self.per_series[s].1 += 1;
+    }
+
+    pub fn points(&self) -> usize {
+        self.n
+    }
+
+    pub fn mae(&self) -> f64 {
+        self.sum / self.n.max(1) as f64
+    }
+
+    /// MASE of every series that has points and a scale, in series order.
+    pub fn mase(&self, scale: impl Fn(usize) -> Option<f64>) -> Vec<f64> {
+        self.per_series
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .filter_map(|(s, (e, n))| Some(e / *n as f64 / scale(s)?))
+            .collect()
+    }
+
+    /// The median over series of MASE (NaN when no series has a scale).
+    pub fn median_mase(&self, scale: impl Fn(usize) -> Option<f64>) -> f64 {
+        median(&self.mase(scale))
+    }
+}
+
+/// The median of MASE values, taken in f32 as the reports always have.
+fn median(mase: &[f64]) -> f64 {
+    let mut m: Vec<f32> = mase.iter().map(|m| *m as f32).collect();
+    quantile(&mut m, 0.5).map_or(f64::NAN, f64::from)
 }
 
 /// Mean |y[t] - y[t - season]| over the train segment; `None` when zero or

@@ -6,7 +6,7 @@
 //! vm_027,2013-08-01T00:03:00Z,0.83,,...,
 //! ```
 //! - `series_id` and `timestamp` come first; then any of the 20 measured
-//!   feature names of FEATURES.md, in any order; `cpu_usage_pct` is
+//!   feature names of docs/features.md, in any order; `cpu_usage_pct` is
 //!   required. An optional `capacity` column carries in-service capacity.
 //! - One row per sample; timestamp in Unix seconds or RFC 3339.
 //! - An empty cell is an absent value. Rows may come in any order; series

@@ -1,5 +1,5 @@
 //! Datasets: loaders for the shared traces and for the generic long CSV,
-//! and EVAL.md's grid and chronological split.
+//! and EVAL.md (docs/forecast-evaluation.md)'s grid and chronological split.
 //!
 //! Every loader returns raw [`Series`] of [`MetricSample`]s; [`prepare`]
 //! puts them on the EVAL.md grid (every gap interpolated) and splits them.

@@ -1,5 +1,5 @@
 //! Loaders for the shared traces (`../shared/data`, see its README for
-//! provenance and units). Mappings to FEATURES.md:
+//! provenance and units). Mappings to docs/features.md:
 //!
 //! - `bitbrains-rnd`: one series per VM (`vm_027`). cpu_usage_pct;
 //!   mem_used_pct = mem_usage / mem_capacity * 100; disk_{read,write}_mbps =

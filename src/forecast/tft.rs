@@ -580,18 +580,12 @@ mod tests {
     }
 
     #[test]
-    fn every_weight_gets_a_gradient_and_the_mask_is_causal() {
+    fn the_mask_is_causal() {
         let mut cfg = TftConfig::standard(5);
         cfg.hidden = 8;
         cfg.hidden_continuous = 2;
         cfg.heads = 2;
         cfg.horizon = 3;
-        let arch = crate::forecast::neural::Architecture::Tft(cfg.clone());
-        let norms = crate::train::gradient_norms(&arch, 8, 3).unwrap();
-        assert!(norms.len() > 200, "{} weights", norms.len());
-        for (name, g) in &norms {
-            assert!(*g > 0.0 && g.is_finite(), "{name} got gradient {g}");
-        }
         let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
         let net = Tft::new(&cfg, vb).unwrap();
         let m = net.mask(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();

@@ -1,11 +1,9 @@
 //! The actuator's audit log and kill switch.
 
 use actix_web::web;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
+use super::types::{ActionsQuery, ActionsResponse, KillSwitchResponse};
 use super::{ApiError, AppState, ErrorBody, resource};
-use crate::actuator::AuditEntry;
 use crate::domain::ScalingGroup;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -17,30 +15,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/actuator/kill-switch",
         web::post().to(engage_kill_switch),
     ));
-}
-
-/// The audit of a group's scheduled-action writes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ActionsResponse {
-    pub group: String,
-    /// False when the service manages no groups (no actuator at all).
-    pub actuator_configured: bool,
-    /// True when writes are enabled for this group and the kill switch is off.
-    pub writes_enabled: bool,
-    pub kill_switch: bool,
-    /// Name prefix of the actions the service owns.
-    pub prefix: Option<String>,
-    /// Newest first: writes (`put`, `delete`) and held-back writes (`dry_run`).
-    pub entries: Vec<AuditEntry>,
-}
-
-/// Query of the audit.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ActionsQuery {
-    /// Most entries returned (1-500, default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<usize>,
 }
 
 /// The actuator's audit log for a group: every write and its reason.
@@ -88,13 +62,6 @@ pub async fn group_actions(
             entries: a.audit.for_group(group.as_str(), limit),
         },
     }))
-}
-
-/// State of the kill switch.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KillSwitchResponse {
-    pub kill_switch: bool,
-    pub actuator_configured: bool,
 }
 
 /// Engage the kill switch: nothing is written for any group from now on,

@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::app::AppError;
 use crate::domain::GroupNameError;
 use crate::forecast::ForecastError;
 use crate::ingest::ValidationError;
@@ -181,5 +182,18 @@ impl ResponseError for ApiError {
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         Self::Internal(e.to_string())
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::InvalidGroup(e) => Self::InvalidGroup(e),
+            AppError::BadParameter { field, message } => Self::BadParameter { field, message },
+            AppError::GroupNotFound(g) => Self::GroupNotFound(g),
+            AppError::Forecast(e) => Self::Forecast(e),
+            AppError::Store(e) => Self::Store(e),
+            AppError::Internal(m) => Self::Internal(m),
+        }
     }
 }

@@ -2,74 +2,17 @@
 //! and the response shape shared with the per-group forecast.
 
 use actix_web::{HttpRequest, web};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use super::groups::{check_horizon, pick_model};
-use super::openapi::StatelessForecastRequest;
+use super::types::{ExplanationBody, ForecastPoint, ForecastResponse, StatelessForecastRequest};
+
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
-use crate::cache::{CacheKey, Tier};
-use crate::domain::{FEATURE_NAMES, N_MEASURED, ScalingGroup, rfc3339};
-use crate::forecast::{ForecastError, Forecaster};
+use crate::app::forecast::{WindowForecast, check_horizon, forecast_window, pick_model};
+use crate::domain::{FEATURE_NAMES, N_MEASURED, rfc3339};
 use crate::ingest::{ValidationError, parse_batch};
-use crate::store::{GridSpec, MetricWindow, grid};
+use crate::store::{GridSpec, grid};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/forecast", web::post().to(stateless_forecast)));
-}
-
-/// One forecast step.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ForecastPoint {
-    /// Start of the step, RFC 3339 UTC, on the step grid.
-    pub timestamp: String,
-    pub p10: f32,
-    pub p50: f32,
-    pub p90: f32,
-}
-
-/// A quantile forecast of `cpu_usage_pct`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ForecastResponse {
-    /// The group (absent for stateless forecasts).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    pub model: String,
-    pub step_seconds: i64,
-    /// Last step of history the forecast was made from, RFC 3339.
-    pub history_end: String,
-    pub points: Vec<ForecastPoint>,
-    /// With `explain=true`: the network's attention.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<ExplanationBody>,
-}
-
-/// Attention of a trained model over its look-back window.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ExplanationBody {
-    /// The 23 feature names, the columns of `feature_weights`.
-    pub features: Vec<&'static str>,
-    /// Start of each look-back step, RFC 3339, oldest first.
-    pub steps: Vec<String>,
-    /// [steps][features]: feature attention at each step (rows sum to 1).
-    pub feature_weights: Vec<Vec<f32>>,
-    /// [steps]: temporal attention (sums to 1). For the TFT: the attention
-    /// of the forecast steps on the look-back, averaged over forecast steps
-    /// and heads, renormalised over the look-back.
-    pub step_weights: Vec<f32>,
-    /// TFT only: the known future inputs (the calendar features), the
-    /// columns of `future_weights`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub known_features: Option<Vec<&'static str>>,
-    /// TFT only, [forecast steps][known features]: variable-selection
-    /// weights of the known future inputs (rows sum to 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub future_weights: Option<Vec<Vec<f32>>>,
-    /// TFT only, [forecast steps][look-back steps + forecast steps]: each
-    /// forecast step's attention (heads averaged; a step sees the look-back
-    /// and the forecast steps up to itself; rows sum to 1).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attention: Option<Vec<Vec<f32>>>,
 }
 
 /// Longest history a stateless request may span, in grid steps (two weeks
@@ -87,76 +30,15 @@ fn tidy_rows(m: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// Run a model off the async workers and shape the answer.
-pub(super) async fn run_forecast(
-    state: &AppState,
-    model: Forecaster,
-    window: MetricWindow,
-    horizon: usize,
-    explain: bool,
-    group: Option<&ScalingGroup>,
-) -> Result<ForecastResponse, ApiError> {
-    let end = window.end().unwrap_or_default();
-    let step = window.step;
-    let name = model.name().to_owned();
-    if explain
-        && matches!(
-            model,
-            Forecaster::Naive { .. } | Forecaster::SeasonalNaive { .. }
-        )
-    {
-        return Err(ApiError::BadParameter {
-            field: "explain".into(),
-            message: format!(
-                "{name} has no attention to explain; use a trained model (bilstm, lstm, tft)"
-            ),
-        });
-    }
-    let (fc, explanation) = match (&model, group) {
-        // A stored group's window: the encoder output may be cached.
-        (Forecaster::Neural(m), Some(g)) if !explain => {
-            m.check(&window.rows, horizon)?;
-            let input = m.input(&window.rows);
-            let key = CacheKey::new(m.name(), &m.file.version, g, end, &input);
-            let emb = match state.cache.get(&key).await {
-                Some((tier, e)) => {
-                    state.metrics.cache_lookup(match tier {
-                        Tier::Memory => "hit_memory",
-                        Tier::Redis => "hit_redis",
-                    });
-                    e
-                }
-                None => {
-                    state.metrics.cache_lookup("miss");
-                    let m2 = m.clone();
-                    let e = web::block(move || m2.encode_input(&input))
-                        .await?
-                        .map_err(|e| ForecastError::Model(e.to_string()))?;
-                    state.metrics.encoder_run(&name);
-                    state.cache.put(key, e.clone()).await;
-                    e
-                }
-            };
-            (m.forecast_from(&emb, horizon)?, None)
-        }
-        _ => {
-            let neural = matches!(model, Forecaster::Neural(_));
-            let out = web::block(move || {
-                let fc = model.forecast(&window.rows, horizon)?;
-                let ex = if explain {
-                    model.explain(&window.rows).transpose()?
-                } else {
-                    None
-                };
-                Ok::<_, ForecastError>((fc, ex))
-            })
-            .await??;
-            if neural {
-                state.metrics.encoder_run(&name);
-            }
-            out
-        }
-    };
+/// The wire shape of a forecast.
+pub(super) fn forecast_response(f: WindowForecast) -> ForecastResponse {
+    let WindowForecast {
+        model,
+        end,
+        step_seconds: step,
+        forecast: fc,
+        explanation,
+    } = f;
     let explanation = explanation.map(|e| {
         let l = e.step_weights.len() as i64;
         ExplanationBody {
@@ -176,7 +58,6 @@ pub(super) async fn run_forecast(
             attention: e.attention.as_ref().map(|m| tidy_rows(m)),
         }
     });
-    state.metrics.forecast_served(&name);
     let points = (0..fc.horizon())
         .map(|k| ForecastPoint {
             timestamp: rfc3339(end + (k as i64 + 1) * step),
@@ -185,14 +66,14 @@ pub(super) async fn run_forecast(
             p90: tidy(fc.p90[k]),
         })
         .collect();
-    Ok(ForecastResponse {
+    ForecastResponse {
         group: None,
-        model: name,
+        model,
         step_seconds: step,
         history_end: rfc3339(end),
         points,
         explanation,
-    })
+    }
 }
 
 /// Forecast from a window sent in the body; nothing is stored.
@@ -274,7 +155,6 @@ pub async fn stateless_forecast(
             max_gap_steps: Some(cfg.max_gap_steps),
         },
     );
-    Ok(web::Json(
-        run_forecast(&state, model, window, horizon, false, None).await?,
-    ))
+    let f = forecast_window(&state, model, window, horizon, false, None).await?;
+    Ok(web::Json(forecast_response(f)))
 }

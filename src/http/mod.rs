@@ -1,4 +1,5 @@
-//! The HTTP layer: thin handlers over the pipeline stages.
+//! The HTTP layer: thin handlers over the use cases (`crate::app`); they
+//! parse, call, and shape the answer (wire types in `types`).
 //!
 //! [`create_app`] builds the whole `App`, so tests run it in-process;
 //! [`serve`] runs it on a listener until shutdown. Bodies are read by hand
@@ -13,6 +14,7 @@ mod groups;
 mod openapi;
 mod ops;
 mod recommend;
+mod types;
 
 use std::net::TcpListener;
 use std::time::Instant;
@@ -25,41 +27,9 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, ErrorBody};
-pub use groups::{StoredForecast, forecast_stored};
 pub use openapi::ApiDoc;
 
-use crate::forecast::ModelRegistry;
-use crate::ingest::IngestLimits;
-use crate::metrics::Metrics;
-use crate::store::WindowStore;
-
-/// Everything a handler may use.
-#[derive(Debug)]
-pub struct AppState {
-    pub store: WindowStore,
-    pub metrics: Metrics,
-    pub ingest: IngestLimits,
-    /// Largest request body, bytes.
-    pub max_body_bytes: usize,
-    /// Model used when a forecast request names none.
-    pub default_model: String,
-    /// The baselines and the trained models loaded at start.
-    pub models: ModelRegistry,
-    /// Encoder outputs of recent windows.
-    pub cache: crate::cache::EmbeddingCache,
-    /// The scheduled-action writer, when groups are managed.
-    pub actuator: Option<std::sync::Arc<crate::actuator::Actuator>>,
-    /// Tokens that writes need; `None` = open.
-    pub tokens: Option<auth::ApiTokens>,
-    /// The trained scaling policy (`models/policy`); recommendations fall
-    /// back to AWS-style predictive scaling without it.
-    pub policy: crate::policy::rl::LivePolicy,
-    /// Guardrail settings per group (`--group-settings`); a group not
-    /// named gets the defaults.
-    pub group_settings: std::sync::Arc<
-        std::collections::HashMap<crate::domain::ScalingGroup, crate::policy::GuardrailSettings>,
-    >,
-}
+use crate::app::AppState;
 
 /// The OpenAPI document as served and committed (`openapi/openapi.json`).
 pub fn openapi_json() -> String {

@@ -1,123 +1,7 @@
-//! The OpenAPI document. Request bodies are validated by hand (see
-//! `ingest`), so the request types here exist to document the format; the
-//! bounds match `domain::FEATURE_BOUNDS` (a test checks it).
+//! The OpenAPI document: every path and wire type (`super::types`); the
+//! committed `openapi/openapi.json` is checked against it.
 
-#![allow(dead_code)] // fields are read by the schema derive only
-
-use serde::Deserialize;
-use utoipa::{OpenApi, ToSchema};
-
-/// A time: RFC 3339 string or Unix seconds (fractions are dropped).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum Timestamp {
-    Rfc3339(String),
-    UnixSeconds(i64),
-}
-
-/// Measured features of one sample (FEATURES.md). Only `cpu_usage_pct` is
-/// required; absent or `null` features are recorded as absent. Calendar
-/// features are computed by the service and must not be sent.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SampleFeatures {
-    /// % of provisioned CPU.
-    #[schema(minimum = 0, maximum = 150)]
-    pub cpu_usage_pct: f64,
-    /// GHz.
-    #[schema(minimum = 0, maximum = 10)]
-    pub cpu_freq_ghz: Option<f64>,
-    /// Degrees C.
-    #[schema(minimum = -50, maximum = 150)]
-    pub cpu_temp_c: Option<f64>,
-    /// Std-dev of per-core usage, %.
-    #[schema(minimum = 0, maximum = 100)]
-    pub cpu_core_std_pct: Option<f64>,
-    /// %.
-    #[schema(minimum = 0, maximum = 150)]
-    pub mem_used_pct: Option<f64>,
-    /// Thousands / s.
-    #[schema(minimum = 0, maximum = 1e9)]
-    pub cache_miss_kps: Option<f64>,
-    /// GB.
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub swap_used_gb: Option<f64>,
-    /// Per second.
-    #[schema(minimum = 0, maximum = 1e10)]
-    pub page_faults_ps: Option<f64>,
-    /// MB / s.
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub disk_read_mbps: Option<f64>,
-    /// MB / s.
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub disk_write_mbps: Option<f64>,
-    /// Operations / s.
-    #[schema(minimum = 0, maximum = 1e9)]
-    pub disk_iops: Option<f64>,
-    /// ms.
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub disk_latency_ms: Option<f64>,
-    /// Mbit / s.
-    #[schema(minimum = 0, maximum = 1e7)]
-    pub net_in_mbps: Option<f64>,
-    /// Mbit / s.
-    #[schema(minimum = 0, maximum = 1e7)]
-    pub net_out_mbps: Option<f64>,
-    /// %.
-    #[schema(minimum = 0, maximum = 100)]
-    pub packet_loss_pct: Option<f64>,
-    /// Per second.
-    #[schema(minimum = 0, maximum = 1e9)]
-    pub tcp_errors_ps: Option<f64>,
-    /// W.
-    #[schema(minimum = 0, maximum = 1e7)]
-    pub power_w: Option<f64>,
-    /// Per second.
-    #[schema(minimum = 0, maximum = 1e10)]
-    pub ctx_switches_ps: Option<f64>,
-    /// Per second.
-    #[schema(minimum = 0, maximum = 1e10)]
-    pub interrupts_ps: Option<f64>,
-    /// Run-queue length.
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub load_avg_1m: Option<f64>,
-}
-
-/// One metric sample.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IngestSample {
-    pub timestamp: Timestamp,
-    pub features: SampleFeatures,
-    /// In-service capacity (instances or weighted units).
-    #[schema(minimum = 0, maximum = 1e6)]
-    pub capacity: Option<f64>,
-}
-
-/// A batch of samples for one group (1 to the batch limit, default 10,000).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IngestRequest {
-    #[schema(min_items = 1)]
-    pub samples: Vec<IngestSample>,
-}
-
-/// A stateless forecast: the history travels in the body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StatelessForecastRequest {
-    /// History, any order; gridded like stored samples.
-    #[schema(min_items = 1)]
-    pub samples: Vec<IngestSample>,
-    /// `naive`, `snaive` or a trained model; default: the service's default model.
-    pub model: Option<String>,
-    /// Steps ahead, 1 to 288; default 12.
-    #[schema(minimum = 1, maximum = 288)]
-    pub horizon: Option<u32>,
-    /// Grid step, 60 to 86400 s; default the service's step (300).
-    #[schema(minimum = 60, maximum = 86400)]
-    pub step_seconds: Option<i64>,
-}
+use utoipa::OpenApi;
 
 /// The bearer scheme of the write endpoints.
 #[derive(Debug)]
@@ -166,28 +50,28 @@ impl utoipa::Modify for BearerAuth {
         super::ops::metrics,
     ),
     components(schemas(
-        IngestRequest,
-        IngestSample,
-        SampleFeatures,
-        Timestamp,
-        StatelessForecastRequest,
-        super::groups::IngestResponse,
-        super::groups::GroupList,
+        super::types::IngestRequest,
+        super::types::IngestSample,
+        super::types::SampleFeatures,
+        super::types::Timestamp,
+        super::types::StatelessForecastRequest,
+        super::types::IngestResponse,
+        super::types::GroupList,
         crate::store::GroupSummary,
-        super::forecast::ForecastResponse,
-        super::forecast::ForecastPoint,
-        super::forecast::ExplanationBody,
-        super::recommend::RecommendationResponse,
-        super::recommend::FleetResponse,
-        super::recommend::FleetError,
-        crate::decision::CycleStats,
-        super::recommend::RecommendationExplanation,
-        super::recommend::PlanPoint,
-        super::recommend::GroupSettingsResponse,
+        super::types::ForecastResponse,
+        super::types::ForecastPoint,
+        super::types::ExplanationBody,
+        super::types::RecommendationResponse,
+        super::types::FleetResponse,
+        super::types::FleetError,
+        crate::app::decision::CycleStats,
+        super::types::RecommendationExplanation,
+        super::types::PlanPoint,
+        super::types::GroupSettingsResponse,
         crate::policy::GuardrailSettings,
-        super::ops::Health,
-        super::actions::ActionsResponse,
-        super::actions::KillSwitchResponse,
+        super::types::Health,
+        super::types::ActionsResponse,
+        super::types::KillSwitchResponse,
         crate::actuator::AuditEntry,
         crate::actuator::audit::AuditAction,
         super::ErrorBody,

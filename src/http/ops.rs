@@ -1,26 +1,14 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics.
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
-use utoipa::ToSchema;
 
+use super::types::Health;
 use super::{AppState, resource};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", web::get().to(healthz)))
         .service(resource("/readyz", web::get().to(readyz)))
         .service(resource("/metrics", web::get().to(metrics)));
-}
-
-/// Health or readiness.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok` (liveness), `ready` or `degraded` (readiness).
-    pub status: &'static str,
-    /// Store backend: `memory` or `redis`.
-    pub store: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
 }
 
 /// Liveness: the process answers.

@@ -2,12 +2,14 @@
 //! and for the next hour, with the reason and the guardrails that fired.
 
 use actix_web::web;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
-use super::groups::pick_model;
+use super::types::{
+    FleetError, FleetQuery, FleetResponse, GroupSettingsResponse, PlanPoint,
+    RecommendationExplanation, RecommendationQuery, RecommendationResponse,
+};
 use super::{ApiError, AppState, ErrorBody, now, resource};
-use crate::decision::{CycleStats, Decision, DecisionSettings, GroupRequest, decide};
+use crate::app::decision::{Decision, DecisionSettings, GroupRequest, decide};
+use crate::app::forecast::pick_model;
 use crate::domain::{ScalingGroup, rfc3339};
 use crate::policy::GuardrailSettings;
 
@@ -24,16 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/v1/groups/{group}/settings",
         web::get().to(group_settings),
     ));
-}
-
-/// A group's guardrail settings as recommendations use them.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GroupSettingsResponse {
-    pub group: String,
-    /// Named in the service's `--group-settings` file; otherwise these
-    /// are the defaults.
-    pub configured: bool,
-    pub guardrails: GuardrailSettings,
 }
 
 /// The guardrail settings of a group: min and max size, step limits,
@@ -71,7 +63,7 @@ fn group_guardrails(
     min: Option<u32>,
     max: Option<u32>,
 ) -> Result<GuardrailSettings, ApiError> {
-    let base = state.group_settings.get(group).cloned().unwrap_or_default();
+    let base = state.guardrails(group);
     let g = GuardrailSettings {
         min: min.unwrap_or(base.min),
         max: max.unwrap_or(base.max),
@@ -94,73 +86,9 @@ fn group_guardrails(
     Ok(g)
 }
 
-pub use crate::decision::MAX_GROUP_SIZE;
+pub use crate::app::decision::MAX_GROUP_SIZE;
 /// Groups one fleet request may name.
 const MAX_FLEET_GROUPS: usize = 20_000;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RecommendationQuery {
-    /// Instances in service now. Default: the newest `capacity` in the
-    /// group's samples.
-    pub capacity: Option<u32>,
-    /// The group's minimum size (default: its `--group-settings` entry,
-    /// else 1).
-    pub min: Option<u32>,
-    /// The group's maximum size (default: its `--group-settings` entry,
-    /// else 100).
-    pub max: Option<u32>,
-    /// Forecaster whose quantiles the policy reads (default: the
-    /// service's default model).
-    pub model: Option<String>,
-}
-
-/// One planned step.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PlanPoint {
-    /// Start of the step, RFC 3339 UTC.
-    pub timestamp: String,
-    pub desired_capacity: u32,
-}
-
-/// Why the recommendation is what it is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecommendationExplanation {
-    /// What the policy provisioned for, e.g. "p90 of the next 3 steps +10 %".
-    pub reason: String,
-    /// The policy's choice before guardrails.
-    pub proposed_capacity: u32,
-    /// Guardrails that changed it: stale_data, emergency, max_step_up,
-    /// max_step_down, scale_in_cooldown, min, max.
-    pub guardrails_fired: Vec<String>,
-    /// Forecast p50 load of the next step over the desired capacity.
-    pub expected_utilisation: f64,
-    /// The newest data is older than 3 steps (no scale-in on it).
-    pub stale_data: bool,
-}
-
-/// The recommended capacity now and the plan for the next steps.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecommendationResponse {
-    pub group: String,
-    /// `rl` (the trained policy) or `predictive` (when none is shipped).
-    pub policy: String,
-    /// Version of the trained policy that decided (`models/policy`'s
-    /// `policy.json`; one more at each promotion by `forescale retrain`);
-    /// absent for predictive scaling.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_version: Option<u32>,
-    /// The forecaster read.
-    pub model: String,
-    pub step_seconds: i64,
-    /// Last step of history used, RFC 3339.
-    pub history_end: String,
-    pub capacity_now: u32,
-    /// Desired capacity now, after guardrails.
-    pub desired_capacity: u32,
-    pub plan: Vec<PlanPoint>,
-    pub explanation: RecommendationExplanation,
-}
 
 fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::BadParameter {
@@ -281,38 +209,6 @@ fn response(d: Decision) -> RecommendationResponse {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FleetQuery {
-    /// Comma-separated group names. Default: every group in the store.
-    pub groups: Option<String>,
-    /// Minimum size applied to every group (default: each group's
-    /// `--group-settings` entry, else 1).
-    pub min: Option<u32>,
-    /// Maximum size applied to every group (default: each group's
-    /// `--group-settings` entry, else 100).
-    pub max: Option<u32>,
-    /// Forecaster whose quantiles the policy reads.
-    pub model: Option<String>,
-}
-
-/// A group the cycle could not decide for.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FleetError {
-    pub group: String,
-    /// The error code a single-group request would have returned.
-    pub error: String,
-    pub message: String,
-}
-
-/// One decision cycle over many groups.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FleetResponse {
-    pub stats: CycleStats,
-    pub recommendations: Vec<RecommendationResponse>,
-    pub errors: Vec<FleetError>,
-}
-
 /// One decision cycle over many groups: their forecasts run as one batch.
 ///
 /// Every group's window is read, the encoder outputs found in the cache
@@ -386,11 +282,14 @@ pub async fn fleet_recommendations(
     for (name, r) in names.into_iter().zip(out) {
         match r {
             Ok(d) => recommendations.push(response(d)),
-            Err(e) => errors.push(FleetError {
-                group: name,
-                error: e.code().into(),
-                message: e.to_string(),
-            }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                errors.push(FleetError {
+                    group: name,
+                    error: e.code().into(),
+                    message: e.to_string(),
+                });
+            }
         }
     }
     Ok(web::Json(FleetResponse {

@@ -1,5 +1,5 @@
 //! Pull a group's metrics from CloudWatch (`GetMetricData`) and turn them
-//! into samples, mapped as FEATURES.md says.
+//! into samples, mapped as docs/features.md says.
 //!
 //! - One query per (namespace, metric, statistic) below, dimension
 //!   `AutoScalingGroupName`; all pages are read (`NextToken`).
@@ -43,7 +43,7 @@ struct Source {
     convert: Convert,
 }
 
-/// FEATURES.md's CloudWatch column. Two sources feeding one feature
+/// docs/features.md's CloudWatch column. Two sources feeding one feature
 /// (disk ops) are added.
 const SOURCES: [Source; 10] = [
     Source {

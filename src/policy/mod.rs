@@ -4,12 +4,13 @@
 //!
 //! Units are instances and steps (5 minutes): each instance serves one
 //! unit of load, and ready capacity must keep utilisation at or under
-//! [`SLA_UTILISATION`] (POLICY_EVAL.md).
+//! [`SLA_UTILISATION`] (POLICY_EVAL.md (docs/policy-evaluation.md)).
 
 pub mod guardrails;
 pub mod recommend;
 pub mod reference;
 pub mod rl;
+pub mod versions;
 
 pub use guardrails::{GroupState, Guard, Guarded, GuardrailSettings, Guardrails};
 pub use reference::{Policy, PolicyKind};

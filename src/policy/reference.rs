@@ -1,6 +1,7 @@
-//! The reference policies of POLICY_EVAL.md.
+//! The reference policies of POLICY_EVAL.md (docs/policy-evaluation.md).
 
 use super::{MAX_CAPACITY, MIN_CAPACITY, Observation};
+use crate::domain::Utilisation;
 
 /// A scaling policy: the desired total capacity (ready + pending) for the
 /// step about to start.
@@ -62,7 +63,7 @@ impl PolicyKind {
             Self::TargetTracking => Box::new(TargetTracking::default()),
             Self::Predictive => Box::new(Predictive {
                 forecaster: forecaster.to_owned(),
-                target: 0.0,
+                target: None,
             }),
             Self::Hold => Box::new(Hold),
         })
@@ -127,13 +128,15 @@ impl Policy for Threshold {
 /// total) a step.
 #[derive(Debug, Clone, Copy)]
 pub struct TargetTracking {
-    /// Target utilisation in (0, 1]; POLICY_EVAL.md's reference is 0.5.
-    pub target: f64,
+    /// POLICY_EVAL.md's reference is [`Utilisation::REFERENCE`] (50 %).
+    pub target: Utilisation,
 }
 
 impl Default for TargetTracking {
     fn default() -> Self {
-        Self { target: 0.5 }
+        Self {
+            target: Utilisation::REFERENCE,
+        }
     }
 }
 
@@ -144,7 +147,9 @@ impl TargetTracking {
     }
 
     pub fn desired_at(&self, obs: &Observation) -> u32 {
-        let want = (obs.last_load() / self.target - 1e-9).ceil().max(0.0) as u32;
+        let want = (obs.last_load() / self.target.fraction() - 1e-9)
+            .ceil()
+            .max(0.0) as u32;
         limit_scale_in(want, obs.total())
     }
 }
@@ -160,10 +165,10 @@ fn limit_scale_in(want: u32, total: u32) -> u32 {
 
 impl Policy for TargetTracking {
     fn name(&self) -> String {
-        if (self.target - 0.5).abs() < 1e-12 {
+        if self.target == Utilisation::REFERENCE {
             "target-tracking".into()
         } else {
-            format!("target-tracking@{}", pct(self.target))
+            format!("target-tracking@{}", pct(self.target.fraction()))
         }
     }
 
@@ -225,8 +230,8 @@ impl Policy for Provision {
 pub struct Predictive {
     /// The forecaster's name, for the report.
     pub forecaster: String,
-    /// Target utilisation; 0 means the reference 50 %.
-    pub target: f64,
+    /// Target utilisation; `None`: the reference 50 %.
+    pub target: Option<Utilisation>,
 }
 
 impl Policy for Predictive {
@@ -236,17 +241,16 @@ impl Policy for Predictive {
         } else {
             format!("predictive-{}", self.forecaster)
         };
-        if self.target == 0.0 || (self.target - 0.5).abs() < 1e-12 {
-            base
-        } else {
-            format!("{base}@{}", pct(self.target))
+        match self.target {
+            Some(t) if t != Utilisation::REFERENCE => format!("{base}@{}", pct(t.fraction())),
+            _ => base,
         }
     }
 
     fn reset(&mut self) {}
 
     fn decide(&mut self, obs: &Observation) -> u32 {
-        let target = if self.target > 0.0 { self.target } else { 0.5 };
+        let target = self.target.unwrap_or(Utilisation::REFERENCE);
         let tt = TargetTracking { target }.desired_at(obs);
         let Some(fc) = obs.forecast else {
             return tt;
@@ -256,7 +260,7 @@ impl Policy for Predictive {
             .take(3)
             .map(|q| f64::from(q[1]))
             .fold(0.0, f64::max);
-        tt.max((peak / target - 1e-9).ceil().max(0.0) as u32)
+        tt.max((peak / target.fraction() - 1e-9).ceil().max(0.0) as u32)
     }
 }
 
@@ -288,7 +292,9 @@ mod tests {
     #[test]
     fn target_tracking_at_other_targets_and_provision_for_a_quantile() {
         // 4 units of load at 40 %: 10 instances.
-        let mut tt = TargetTracking { target: 0.4 };
+        let mut tt = TargetTracking {
+            target: Utilisation::from_percent(40.0).expect("valid"),
+        };
         assert_eq!(tt.decide(&obs(&[4.0], 2, 0)), 10);
         assert_eq!(tt.name(), "target-tracking@40");
         assert_eq!(TargetTracking::default().name(), "target-tracking");

@@ -1,4 +1,4 @@
-//! The digital twin of POLICY_EVAL.md: replays a demand trace against a
+//! The digital twin of POLICY_EVAL.md (docs/policy-evaluation.md): replays a demand trace against a
 //! scaling policy and scores cost and service level.
 //!
 //! Group model (one step = 5 minutes):
@@ -18,9 +18,7 @@
 //! well under a millisecond per policy (`cargo bench --bench sim`).
 
 pub mod forecasts;
-pub mod ppo;
 pub mod report;
-pub mod retrain;
 pub mod traces;
 
 use std::ops::Range;
@@ -34,6 +32,7 @@ pub use crate::policy::{
 pub use forecasts::{ForecastTable, SimForecaster};
 pub use traces::Trace;
 
+use crate::domain::Utilisation;
 use crate::policy::reference::{Predictive, Provision, TargetTracking};
 use crate::policy::rl::RlPolicy;
 
@@ -451,13 +450,13 @@ impl PolicySpec {
             }),
             (None, Some(PolicyKind::TargetTracking), None) if self.param.is_some() => {
                 Box::new(TargetTracking {
-                    target: self.param.unwrap_or(50.0) / 100.0,
+                    target: swept_target(self.param),
                 })
             }
             (None, Some(PolicyKind::Predictive), None) if self.param.is_some() => {
                 Box::new(Predictive {
                     forecaster: fname,
-                    target: self.param.unwrap_or(50.0) / 100.0,
+                    target: Some(swept_target(self.param)),
                 })
             }
             (None, Some(k), None) => k.build(&fname)?,
@@ -544,6 +543,14 @@ pub fn run_all(
         out.push(runs);
     }
     Ok(out)
+}
+
+/// A swept target (`@<n>`, checked to be 1-100 % when parsed); the
+/// reference 50 % without one.
+fn swept_target(param: Option<f64>) -> Utilisation {
+    param
+        .and_then(|p| Utilisation::from_percent(p).ok())
+        .unwrap_or(Utilisation::REFERENCE)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The POLICY_EVAL.md table: per trace and aggregated over traces (mean
+//! The POLICY_EVAL.md (docs/policy-evaluation.md) table: per trace and aggregated over traces (mean
 //! and median), as CSV and Markdown, and demand-vs-capacity plots.
 
 use std::fmt::Write as _;

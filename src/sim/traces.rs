@@ -1,6 +1,6 @@
-//! Demand traces of POLICY_EVAL.md, built from the shared data.
+//! Demand traces of POLICY_EVAL.md (docs/policy-evaluation.md), built from the shared data.
 //!
-//! Every source series is put on the EVAL.md grid (bucket =
+//! Every source series is put on the EVAL.md (docs/forecast-evaluation.md) grid (bucket =
 //! floor(t / 300) * 300, mean per bucket, empty buckets interpolated
 //! between neighbours inside the series), then combined:
 //!

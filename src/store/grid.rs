@@ -1,6 +1,6 @@
 //! The step grid: raw samples -> one row per step.
 //!
-//! Rule (EVAL.md): bucket = floor(t / step) * step; several samples in a
+//! Rule (EVAL.md (docs/forecast-evaluation.md)): bucket = floor(t / step) * step; several samples in a
 //! bucket are averaged feature by feature (over the samples that carry the
 //! feature); empty buckets between two observed ones are linearly
 //! interpolated when the gap is short, and marked missing when it is long.

@@ -9,7 +9,7 @@ use actix_web::web;
 use aws_sdk_cloudwatch::primitives::DateTime as CwDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use forescale::actuator::{Actuator, AuditLog, PlanSettings, WritePolicy, action_name};
-use forescale::control::{ControlLoop, ControlSettings, Lease};
+use forescale::app::control::{ControlLoop, ControlSettings, Lease};
 use forescale::domain::ScalingGroup;
 use forescale::ingest::cloudwatch::CloudWatchPuller;
 
@@ -79,7 +79,7 @@ async fn control_with(
     state.actuator = Some(actuator.clone());
     state.group_settings = Arc::new(group_settings);
     ControlLoop {
-        state: web::Data::new(state),
+        state: Arc::new(state),
         puller: Some(CloudWatchPuller::new(&sdk, 300)),
         actuator,
         lease,
@@ -151,7 +151,7 @@ async fn the_policy_planner_writes_the_decision_stages_plan() {
     let end = put_metrics(&g, 80.0, 24).await;
     let fixture = Fixture::new(Kind::Memory, "ctl-pol");
     let mut ctl = control(&fixture, &g, true, Lease::Local).await;
-    ctl.settings.planner = forescale::control::Planner::Policy;
+    ctl.settings.planner = forescale::app::control::Planner::Policy;
     let now = chrono::Utc::now().timestamp();
     let ticks = ctl.tick(now).await;
     let t = &ticks[0];
@@ -175,7 +175,7 @@ async fn the_policy_planner_writes_the_decision_stages_plan() {
     ))
     .unwrap();
     let mut ctl = control_with(&fixture2, &g2, false, Lease::Local, settings).await;
-    ctl.settings.planner = forescale::control::Planner::Policy;
+    ctl.settings.planner = forescale::app::control::Planner::Policy;
     let ticks = ctl.tick(chrono::Utc::now().timestamp()).await;
     assert_eq!(ticks[0].error, None, "{:?}", ticks[0]);
     assert!(
@@ -236,7 +236,8 @@ async fn two_replicas_never_both_write_a_group() {
         ta[0].leased, tb[0].leased,
         "exactly one replica holds the lease"
     );
-    let writes = |t: &forescale::control::GroupTick| t.report.as_ref().map_or(0, |r| r.write_calls);
+    let writes =
+        |t: &forescale::app::control::GroupTick| t.report.as_ref().map_or(0, |r| r.write_calls);
     assert_eq!(writes(&ta[0]) + writes(&tb[0]), 1);
     // The holder keeps it on the next tick; the other still may not write.
     let (ta2, tb2) = futures_util::future::join(a.tick(now), b.tick(now)).await;
@@ -260,7 +261,10 @@ async fn the_audit_and_the_kill_switch_over_http() {
     let fixture = Fixture::new(Kind::Memory, "ctl-http");
     let ctl = control(&fixture, &g, true, Lease::Local).await;
     ctl.tick(chrono::Utc::now().timestamp()).await;
-    let app = test::init_service(forescale::http::create_app(ctl.state.clone())).await;
+    let app = test::init_service(forescale::http::create_app(web::Data::from(
+        ctl.state.clone(),
+    )))
+    .await;
 
     let uri = format!("/v1/groups/{g}/actions");
     let v: serde_json::Value =

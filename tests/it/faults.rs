@@ -119,7 +119,7 @@ async fn ready_status(client: &reqwest::Client, base: &str) -> (u16, Value) {
 async fn redis_crash_under_load_degrades_then_recovers_without_loss() {
     let mut redis = OwnRedis::start();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let state = web::Data::new(forescale::http::AppState {
+    let state = web::Data::new(forescale::app::AppState {
         store: WindowStore::open(
             &Backend::Redis {
                 url: redis.url(),

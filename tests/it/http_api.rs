@@ -492,7 +492,7 @@ async fn writes_need_a_bearer_token_when_tokens_are_set() {
     let f = Fixture::new(Kind::Memory, "auth");
     let mut state = f.app_state().await;
     state.tokens =
-        forescale::http::auth::ApiTokens::new(["s3cret-token-0123456789".to_owned()]).unwrap();
+        forescale::app::auth::ApiTokens::new(["s3cret-token-0123456789".to_owned()]).unwrap();
     let app = test::init_service(create_app(actix_web::web::Data::new(state))).await;
     let body = json!({"samples": [{"timestamp": 1_700_000_000, "features": {"cpu_usage_pct": 5}}]});
     for (header, msg) in [
@@ -627,7 +627,7 @@ async fn recommendation_plans_capacity_and_names_bad_settings() {
 async fn fleet_cycle_batches_and_matches_single_group_answers() {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let f = Fixture::new(Kind::Memory, "fleet");
-    let state = actix_web::web::Data::new(forescale::http::AppState {
+    let state = actix_web::web::Data::new(forescale::app::AppState {
         models: forescale::forecast::ModelRegistry::load_dir(&models).unwrap(),
         default_model: "bilstm".into(),
         policy: forescale::policy::rl::LivePolicy::new(Some(
@@ -704,7 +704,7 @@ async fn configured_group_settings_bound_its_recommendations() {
         r#"{"web": {"min": 2, "max": 12, "max_step_up": 1}}"#,
     )
     .unwrap();
-    let state = actix_web::web::Data::new(forescale::http::AppState {
+    let state = actix_web::web::Data::new(forescale::app::AppState {
         group_settings: std::sync::Arc::new(settings),
         ..f.app_state().await
     });

@@ -67,6 +67,22 @@ async fn train_a_tiny_model_then_serve_it() {
         card.contains("| bilstm |") && card.contains("| naive |"),
         "{card}"
     );
+    // The card template, its sections in order.
+    let mut at = 0;
+    for h in [
+        "## Intended use",
+        "## Model",
+        "## Data",
+        "## How it was trained",
+        "## Scores (test segments)",
+        "## Limits",
+        "## How to reproduce",
+    ] {
+        let i = card[at..]
+            .find(h)
+            .unwrap_or_else(|| panic!("{h} missing or out of order"));
+        at += i + h.len();
+    }
 
     // The service loads it from a models folder and serves it by name.
     let registry = ModelRegistry::load_dir(dir.path()).unwrap();

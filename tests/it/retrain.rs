@@ -6,7 +6,7 @@
 use clap::Parser;
 use forescale::cli::{Cli, run};
 use forescale::domain::{MetricSample, ScalingGroup};
-use forescale::sim::retrain::{PolicyDir, RetrainOptions};
+use forescale::train::retrain::{PolicyDir, RetrainOptions};
 use serde_json::Value;
 
 use crate::support::{Fixture, Kind, shared_data, train_tiny_policy};
@@ -234,11 +234,11 @@ async fn the_background_round_serves_what_the_folder_holds() {
     let policy = tiny_policy(dir.path()).await;
     let fx = Fixture::new(Kind::Memory, "improve");
     let state = fx.state().await;
-    let settings = forescale::improve::ImproveSettings {
+    let settings = forescale::app::improve::ImproveSettings {
         every: std::time::Duration::from_secs(3600),
         policy_dir: PolicyDir::new(&policy),
         options: RetrainOptions {
-            ppo: forescale::sim::ppo::PpoOptions {
+            ppo: forescale::train::ppo::PpoOptions {
                 iterations: 2,
                 envs_per_trace: 2,
                 ..RetrainOptions::default().ppo
@@ -251,9 +251,11 @@ async fn the_background_round_serves_what_the_folder_holds() {
         .policy
         .set(forescale::policy::rl::RlPolicy::load(&policy).unwrap());
     // No group with history yet: skipped.
-    let r = forescale::improve::round(&state, &settings).await.unwrap();
+    let r = forescale::app::improve::round(&state, &settings)
+        .await
+        .unwrap();
     assert!(
-        matches!(&r, forescale::improve::Round::Skipped(s) if s.contains("1440")),
+        matches!(&r, forescale::app::improve::Round::Skipped(s) if s.contains("1440")),
         "{r:?}"
     );
     let g = ScalingGroup::parse("web-asg").unwrap();
@@ -264,8 +266,10 @@ async fn the_background_round_serves_what_the_folder_holds() {
         .append(&g, nab_samples()[2..].to_vec())
         .await
         .unwrap();
-    let r = forescale::improve::round(&state, &settings).await.unwrap();
-    let forescale::improve::Round::Decided(d) = r else {
+    let r = forescale::app::improve::round(&state, &settings)
+        .await
+        .unwrap();
+    let forescale::app::improve::Round::Decided(d) = r else {
         panic!("{r:?}")
     };
     assert_eq!(d.traces, vec!["web-asg".to_owned()]);

@@ -1,5 +1,5 @@
 //! The simulator on the real traces, end to end through `forescale
-//! simulate`, checked against POLICY_EVAL.md's reference figures (a second,
+//! simulate`, checked against POLICY_EVAL.md (docs/policy-evaluation.md)'s reference figures (a second,
 //! independent implementation of the protocol).
 
 use clap::Parser;

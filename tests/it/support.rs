@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::dev::ServerHandle;
 use actix_web::web;
-use forescale::http::{self, AppState};
+use forescale::app::AppState;
+use forescale::http;
 use forescale::ingest::IngestLimits;
 use forescale::metrics::Metrics;
 use forescale::store::{Backend, StoreConfig, WindowStore};

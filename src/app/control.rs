@@ -22,14 +22,35 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-use crate::actuator::{Actuator, ApplyReport, PlanStep};
-use crate::domain::ScalingGroup;
-use crate::http::AppState;
-use crate::ingest::cloudwatch::CloudWatchPuller;
+use super::decision::{DecisionSettings, GroupRequest, decide};
+use super::forecast::forecast_stored;
+use super::{AppError, AppState, Shutdown};
+use crate::actuator::{Actuator, ActuatorError, ApplyReport, PlanStep};
+use crate::domain::{HORIZON, ScalingGroup, Utilisation};
+use crate::ingest::cloudwatch::{CloudWatchPuller, PullError};
+use crate::store::StoreError;
+
+/// Why a tick stopped early for a group.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("lease: {0}")]
+    Lease(#[from] redis::RedisError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    #[error("forecast: {0}")]
+    Forecast(AppError),
+    #[error("stale data: the newest sample is {age_seconds} s old; no plan")]
+    Stale { age_seconds: i64 },
+    #[error("plan: {0}")]
+    Plan(AppError),
+    #[error(transparent)]
+    Actuate(#[from] ActuatorError),
+}
 
 /// Acquire the lease, or renew it if this owner holds it. 1 = held.
 const LEASE_SCRIPT: &str = r"
@@ -118,8 +139,8 @@ pub struct ControlSettings {
     pub interval: Duration,
     /// Periods read from CloudWatch for a group with no data yet.
     pub initial_lookback_periods: i64,
-    /// Target CPU utilisation, percent.
-    pub target_utilisation: f64,
+    /// Target CPU utilisation of the forecast-at-target plan.
+    pub target_utilisation: Utilisation,
     pub horizon: usize,
     /// No plan when the newest sample is older than this many steps.
     pub max_staleness_steps: i64,
@@ -144,8 +165,8 @@ impl Default for ControlSettings {
             groups: Vec::new(),
             interval: Duration::from_secs(300),
             initial_lookback_periods: 288,
-            target_utilisation: 60.0,
-            horizon: 12,
+            target_utilisation: Utilisation::DEFAULT_TARGET,
+            horizon: HORIZON,
             max_staleness_steps: 3,
         }
     }
@@ -169,7 +190,7 @@ pub struct GroupTick {
 /// See the module docs.
 #[derive(Debug)]
 pub struct ControlLoop {
-    pub state: web::Data<AppState>,
+    pub state: Arc<AppState>,
     pub puller: Option<CloudWatchPuller>,
     pub actuator: Arc<Actuator>,
     pub lease: Lease,
@@ -184,16 +205,18 @@ pub fn forecast_at_target(
     step: i64,
     p50: &[f32],
     capacity_now: u32,
-    target_utilisation: f64,
+    target: Utilisation,
 ) -> Vec<PlanStep> {
-    if capacity_now == 0 || target_utilisation <= 0.0 {
+    if capacity_now == 0 {
         return Vec::new();
     }
+    // The p50 is a percentage: divide by the target as a percentage.
+    let target_pct = target.percent();
     p50.iter()
         .enumerate()
         .map(|(k, u)| PlanStep {
             at: end + (k as i64 + 1) * step,
-            capacity: (f64::from(capacity_now) * f64::from(u.max(0.0)) / target_utilisation)
+            capacity: (f64::from(capacity_now) * f64::from(u.max(0.0)) / target_pct)
                 .ceil()
                 .max(1.0) as u32,
         })
@@ -216,7 +239,7 @@ impl ControlLoop {
             };
             if let Err(e) = self.tick_group(g, now, &mut t).await {
                 tracing::warn!(group = %g, error = %e, "control loop: group skipped this tick");
-                t.error = Some(e);
+                t.error = Some(e.to_string());
             }
             out.push(t);
         }
@@ -228,51 +251,37 @@ impl ControlLoop {
         g: &ScalingGroup,
         now: i64,
         t: &mut GroupTick,
-    ) -> Result<(), String> {
+    ) -> Result<(), ControlError> {
         let metrics = &self.state.metrics;
         let started = Instant::now();
-        t.leased = self
-            .lease
-            .acquire(g)
-            .await
-            .map_err(|e| format!("lease: {e}"))?;
+        t.leased = self.lease.acquire(g).await?;
         if !t.leased {
             return Ok(());
         }
         // Ingest.
         if let Some(puller) = &self.puller {
             let s = Instant::now();
-            let newest = self
-                .state
-                .store
-                .newest(g)
-                .await
-                .map_err(|e| format!("store: {e}"))?;
+            let newest = self.state.store.newest(g).await?;
             if let Some((start, end)) =
                 puller.window(newest, self.settings.initial_lookback_periods, now)
             {
                 let samples = puller.pull(g, start, end).await;
                 metrics.control_stage("ingest", samples.is_ok(), s.elapsed().as_secs_f64());
-                let samples = samples.map_err(|e| e.to_string())?;
+                let samples = samples?;
                 t.pulled = samples.len();
-                self.state
-                    .store
-                    .append(g, samples)
-                    .await
-                    .map_err(|e| format!("store: {e}"))?;
+                self.state.store.append(g, samples).await?;
             }
         }
         // Forecast.
         let s = Instant::now();
-        let fc = crate::http::forecast_stored(&self.state, g, self.settings.horizon).await;
+        let fc = forecast_stored(&self.state, g, self.settings.horizon).await;
         metrics.control_stage("forecast", fc.is_ok(), s.elapsed().as_secs_f64());
-        let fc = fc.map_err(|e| format!("forecast: {e}"))?;
+        let fc = fc.map_err(ControlError::Forecast)?;
         let step = fc.step_seconds;
         if now - fc.end > self.settings.max_staleness_steps * step + step {
-            return Err(format!(
-                "stale data: the newest sample is {} s old; no plan",
-                now - fc.end
-            ));
+            return Err(ControlError::Stale {
+                age_seconds: now - fc.end,
+            });
         }
         // Plan: forecast at target, from the capacity in service.
         // Without capacity in the data, the group's desired capacity; the
@@ -300,7 +309,7 @@ impl ControlLoop {
                 );
                 format!(
                     "forecast at target {:.0} %: {context}",
-                    self.settings.target_utilisation
+                    self.settings.target_utilisation.percent()
                 )
             }
             Planner::Policy => {
@@ -323,7 +332,7 @@ impl ControlLoop {
             None => self.actuator.apply(g, &t.plan, &reason, now).await,
         };
         metrics.control_stage("actuate", report.is_ok(), s.elapsed().as_secs_f64());
-        t.report = Some(report.map_err(|e| e.to_string())?);
+        t.report = Some(report?);
         tracing::debug!(group = %g, elapsed_ms = started.elapsed().as_millis() as u64, "control loop: group done");
         Ok(())
     }
@@ -335,17 +344,13 @@ impl ControlLoop {
         g: &ScalingGroup,
         capacity: Option<u32>,
         now: i64,
-    ) -> Result<(Vec<PlanStep>, String), String> {
-        use crate::decision::{DecisionSettings, GroupRequest, decide};
+    ) -> Result<(Vec<PlanStep>, String), ControlError> {
         let state = &self.state;
-        let model = state
-            .models
-            .get(&state.default_model)
-            .ok_or_else(|| format!("plan: model {:?} is not loaded", state.default_model))?;
+        let model = super::forecast::pick_model(state, None).map_err(ControlError::Plan)?;
         let req = GroupRequest {
             group: g.clone(),
             capacity,
-            guardrails: Some(state.group_settings.get(g).cloned().unwrap_or_default()),
+            guardrails: Some(state.guardrails(g)),
         };
         let settings = DecisionSettings {
             plan_steps: self.settings.horizon,
@@ -354,8 +359,8 @@ impl ControlLoop {
         let (mut out, _) = decide(state, &model, vec![req], &settings, now).await;
         let d = out
             .pop()
-            .ok_or_else(|| "plan: no decision was made".to_owned())?
-            .map_err(|e| format!("plan: {e}"))?;
+            .ok_or_else(|| ControlError::Plan(AppError::model("no decision was made")))?
+            .map_err(ControlError::Plan)?;
         let r = &d.recommendation;
         let plan = r
             .plan
@@ -378,17 +383,22 @@ impl ControlLoop {
         ))
     }
 
-    /// Run ticks every `interval` until the process stops.
-    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Run ticks every `interval` until `shutdown` is signalled; a tick
+    /// under way finishes first (its writes are never cut in half).
+    pub fn spawn(self: Arc<Self>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(self.settings.interval);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.wait() => break,
+                }
                 let ticks = self.tick(chrono::Utc::now().timestamp()).await;
                 let failed = ticks.iter().filter(|t| t.error.is_some()).count();
                 tracing::info!(groups = ticks.len(), failed, "control loop: tick done");
             }
+            tracing::info!("control loop stopped");
         })
     }
 }
@@ -399,10 +409,11 @@ mod tests {
 
     #[test]
     fn forecast_at_target_scales_capacity_by_utilisation() {
-        let plan = forecast_at_target(1000, 300, &[30.0, 60.0, 90.0, 0.0], 4, 60.0);
+        let at60 = Utilisation::from_percent(60.0).expect("valid");
+        let plan = forecast_at_target(1000, 300, &[30.0, 60.0, 90.0, 0.0], 4, at60);
         let caps: Vec<u32> = plan.iter().map(|s| s.capacity).collect();
         assert_eq!(caps, [2, 4, 6, 1]);
         assert_eq!(plan[0].at, 1300);
-        assert!(forecast_at_target(1000, 300, &[50.0], 0, 60.0).is_empty());
+        assert!(forecast_at_target(1000, 300, &[50.0], 0, at60).is_empty());
     }
 }

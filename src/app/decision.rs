@@ -1,4 +1,4 @@
-//! The decision stage: for one group or thousands, windows from the store
+//! The decision cycle: for one group or thousands, windows from the store
 //! -> forecasts -> the scaling policy and its guardrails.
 //!
 //! A cycle over N groups reads their windows (concurrently), looks every
@@ -16,10 +16,10 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::cache::{CacheKey, Tier};
-use crate::domain::ScalingGroup;
-use crate::forecast::{ForecastError, Forecaster, QuantileForecast};
-use crate::http::{ApiError, AppState};
+use super::forecast::{Lookup, Miss, encode, lookup};
+use super::{AppError, AppState};
+use crate::domain::{HORIZON, ScalingGroup};
+use crate::forecast::{Forecaster, QuantileForecast};
 use crate::policy::GuardrailSettings;
 use crate::policy::recommend::{Decider, Recommendation, Situation, recommend_many};
 use crate::store::MetricWindow;
@@ -45,7 +45,7 @@ impl Default for DecisionSettings {
     fn default() -> Self {
         Self {
             guardrails: GuardrailSettings::default(),
-            plan_steps: 12,
+            plan_steps: HORIZON,
             stale_steps: 3,
         }
     }
@@ -93,11 +93,8 @@ pub struct CycleStats {
     pub total_ms: f64,
 }
 
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::BadParameter {
-        field: field.into(),
-        message: message.into(),
-    }
+fn bad(field: &str, message: impl Into<String>) -> AppError {
+    AppError::bad(field, message)
 }
 
 fn ms(t: Instant) -> f64 {
@@ -112,7 +109,7 @@ struct Pending {
     /// Set once the forecast is known.
     forecast: Option<QuantileForecast>,
     /// Cache miss: the key and input to encode.
-    miss: Option<(CacheKey, crate::features::ModelInput)>,
+    miss: Option<Miss>,
 }
 
 /// Decide for every requested group; one result per request, in order.
@@ -122,7 +119,7 @@ pub async fn decide(
     requests: Vec<GroupRequest>,
     settings: &DecisionSettings,
     now: i64,
-) -> (Vec<Result<Decision, ApiError>>, CycleStats) {
+) -> (Vec<Result<Decision, AppError>>, CycleStats) {
     let total = Instant::now();
     let mut stats = CycleStats {
         groups: requests.len(),
@@ -142,10 +139,10 @@ pub async fn decide(
         .collect()
         .await;
     stats.read_ms = ms(t);
-    let mut slots: Vec<Result<Pending, ApiError>> = read
+    let mut slots: Vec<Result<Pending, AppError>> = read
         .into_iter()
         .map(|(req, w)| {
-            let window = w?.ok_or_else(|| ApiError::GroupNotFound(req.group.to_string()))?;
+            let window = w?.ok_or_else(|| AppError::GroupNotFound(req.group.to_string()))?;
             let capacity_now = resolve_capacity(req.capacity, &window)?;
             Ok(Pending {
                 req,
@@ -164,26 +161,16 @@ pub async fn decide(
         let r = match model {
             Forecaster::Neural(m) => match m.check(&p.window.rows, h) {
                 Err(e) => Err(e),
-                Ok(()) => {
-                    let input = m.input(&p.window.rows);
-                    let end = p.window.end().unwrap_or_default();
-                    let key = CacheKey::new(m.name(), &m.file.version, &p.req.group, end, &input);
-                    match state.cache.get(&key).await {
-                        Some((tier, e)) => {
-                            state.metrics.cache_lookup(match tier {
-                                Tier::Memory => "hit_memory",
-                                Tier::Redis => "hit_redis",
-                            });
-                            stats.cache_hits += 1;
-                            m.forecast_from(&e, h).map(Some)
-                        }
-                        None => {
-                            state.metrics.cache_lookup("miss");
-                            p.miss = Some((key, input));
-                            Ok(None)
-                        }
+                Ok(()) => match lookup(state, m, &p.req.group, &p.window).await {
+                    Lookup::Hit(e) => {
+                        stats.cache_hits += 1;
+                        m.forecast_from(&e, h).map(Some)
                     }
-                }
+                    Lookup::Miss(miss) => {
+                        p.miss = Some(miss);
+                        Ok(None)
+                    }
+                },
             },
             _ => model.forecast(&p.window.rows, h).map(Some),
         };
@@ -193,51 +180,31 @@ pub async fn decide(
         }
     }
     if let Forecaster::Neural(m) = model {
-        let misses: Vec<usize> = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, Ok(p) if p.miss.is_some()))
-            .map(|(i, _)| i)
-            .collect();
-        if !misses.is_empty() {
-            let inputs: Vec<crate::features::ModelInput> = misses
-                .iter()
-                .filter_map(|&i| match &slots[i] {
-                    Ok(p) => p.miss.as_ref().map(|(_, x)| x.clone()),
-                    Err(_) => None,
-                })
-                .collect();
-            let m2 = m.clone();
-            let encoded = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&crate::features::ModelInput> = inputs.iter().collect();
-                m2.encode_batch(&refs)
-            })
-            .await
-            .map_err(|e| ForecastError::Model(format!("encoder task: {e}")))
-            .and_then(|r| r.map_err(|e| ForecastError::Model(e.to_string())));
-            stats.encoded = misses.len();
-            match encoded {
-                Ok(embs) => {
-                    for (&i, e) in misses.iter().zip(embs) {
-                        state.metrics.encoder_run(m.name());
-                        let slot = &mut slots[i];
-                        let Ok(p) = slot else { continue };
-                        let Some((key, _)) = p.miss.take() else {
-                            continue;
-                        };
-                        match m.forecast_from(&e, h) {
-                            Ok(f) => {
-                                p.forecast = Some(f);
-                                state.cache.put(key, e).await;
-                            }
-                            Err(err) => *slot = Err(err.into()),
-                        }
+        let mut misses = Vec::new();
+        let mut at = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Ok(p) = slot
+                && let Some(miss) = p.miss.take()
+            {
+                misses.push(miss);
+                at.push(i);
+            }
+        }
+        stats.encoded = at.len();
+        match encode(state, m, misses).await {
+            Ok(embs) => {
+                for (&i, e) in at.iter().zip(embs) {
+                    let slot = &mut slots[i];
+                    let Ok(p) = slot else { continue };
+                    match m.forecast_from(&e, h) {
+                        Ok(f) => p.forecast = Some(f),
+                        Err(err) => *slot = Err(err.into()),
                     }
                 }
-                Err(e) => {
-                    for &i in &misses {
-                        slots[i] = Err(ApiError::Forecast(ForecastError::Model(e.to_string())));
-                    }
+            }
+            Err(e) => {
+                for &i in &at {
+                    slots[i] = Err(AppError::model(e.to_string()));
                 }
             }
         }
@@ -252,8 +219,8 @@ pub async fn decide(
     };
     let model_name = model.name().to_owned();
     let settings2 = settings.clone();
-    let decide_all = move || -> Vec<Result<Decision, ApiError>> {
-        let one = |c: Vec<Result<Pending, ApiError>>| {
+    let decide_all = move || -> Vec<Result<Decision, AppError>> {
+        let one = |c: Vec<Result<Pending, AppError>>| {
             decide_chunk(&decider, &model_name, &settings2, now, c)
         };
         let threads = if slots.len() >= PARALLEL_DECISIONS {
@@ -265,7 +232,7 @@ pub async fn decide(
             return one(slots);
         }
         let per = slots.len().div_ceil(threads);
-        let mut chunks: Vec<Vec<Result<Pending, ApiError>>> = Vec::new();
+        let mut chunks: Vec<Vec<Result<Pending, AppError>>> = Vec::new();
         let mut it = slots.into_iter();
         loop {
             let c: Vec<_> = it.by_ref().take(per).collect();
@@ -307,14 +274,12 @@ pub async fn decide(
 
 /// `n` copies of an internal failure (one per group, so results stay in
 /// request order).
-fn failed(n: usize, why: &str) -> Vec<Result<Decision, ApiError>> {
-    (0..n)
-        .map(|_| Err(ApiError::Forecast(ForecastError::Model(why.to_owned()))))
-        .collect()
+fn failed(n: usize, why: &str) -> Vec<Result<Decision, AppError>> {
+    (0..n).map(|_| Err(AppError::model(why))).collect()
 }
 
 /// The capacity in service: the one given, else the newest in the data.
-fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, ApiError> {
+fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, AppError> {
     match given {
         Some(c) if (1..=MAX_GROUP_SIZE).contains(&c) => Ok(c),
         Some(_) => Err(bad(
@@ -350,10 +315,10 @@ struct Prepared {
     guardrails: Option<GuardrailSettings>,
 }
 
-fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, ApiError> {
+fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError> {
     let forecast = p
         .forecast
-        .ok_or_else(|| ApiError::Forecast(ForecastError::Model("no forecast was made".into())))?;
+        .ok_or_else(|| AppError::model("no forecast was made"))?;
     let window = &p.window;
     let end = window.end().unwrap_or_default();
     let step = window.step;
@@ -387,9 +352,9 @@ fn decide_chunk(
     model: &str,
     settings: &DecisionSettings,
     now: i64,
-    chunk: Vec<Result<Pending, ApiError>>,
-) -> Vec<Result<Decision, ApiError>> {
-    let prepared: Vec<Result<Prepared, ApiError>> = chunk
+    chunk: Vec<Result<Pending, AppError>>,
+) -> Vec<Result<Decision, AppError>> {
+    let prepared: Vec<Result<Prepared, AppError>> = chunk
         .into_iter()
         .map(|slot| slot.and_then(|p| prepare(p, now, settings.stale_steps)))
         .collect();
@@ -410,9 +375,9 @@ fn decide_chunk(
         .into_iter()
         .map(|r| {
             let p = r?;
-            let recommendation = recs.next().ok_or_else(|| {
-                ApiError::Forecast(ForecastError::Model("no decision was made".into()))
-            })?;
+            let recommendation = recs
+                .next()
+                .ok_or_else(|| AppError::model("no decision was made"))?;
             Ok(Decision {
                 group: p.group,
                 model: model.to_owned(),

@@ -10,7 +10,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use indicatif::ProgressBar;
 
-use crate::cli::DatasetArgs;
+use super::DatasetArgs;
 use crate::data::{self, Series};
 use crate::domain::{FEATURE_NAMES, MetricSample, ScalingGroup};
 use crate::forecast::quantile;

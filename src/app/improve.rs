@@ -1,6 +1,6 @@
 //! The background retrain of `serve --retrain-every-hours`: every period,
 //! the groups' recent history in the service's own store -> a candidate
-//! policy trained and judged in the simulator (`crate::sim::retrain`) ->
+//! policy trained and judged in the simulator (`crate::train::retrain`) ->
 //! on promotion, a new version in the policy folder and the service's
 //! live policy swapped, from the next decision on. Off by default.
 //!
@@ -8,13 +8,12 @@
 //! logged and skipped. A failed round is logged and counted; the live
 //! policy stays. Every round's decision is in `promotions.jsonl`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
-
-use crate::http::AppState;
+use super::{AppState, Shutdown};
 use crate::sim::Trace;
-use crate::sim::retrain::{self, Decision, PolicyDir, RetrainOptions};
+use crate::train::retrain::{self, Decision, PolicyDir, RetrainOptions};
 
 /// Settings of the background retrain.
 #[derive(Debug, Clone)]
@@ -55,10 +54,7 @@ pub async fn histories(
 
 /// One round: retrain on the store's groups; on promotion, serve the new
 /// version.
-pub async fn round(
-    state: &web::Data<AppState>,
-    settings: &ImproveSettings,
-) -> anyhow::Result<Round> {
+pub async fn round(state: &AppState, settings: &ImproveSettings) -> anyhow::Result<Round> {
     let (hist, skipped) = histories(state, &settings.options, settings.recent_days).await?;
     for s in &skipped {
         tracing::info!(reason = %s, "retrain: group skipped");
@@ -72,7 +68,7 @@ pub async fn round(
     let dir = settings.policy_dir.clone();
     let opts = settings.options.clone();
     let models = state.models.clone();
-    let d = web::block(move || {
+    let d = tokio::task::spawn_blocking(move || {
         retrain::retrain_dir(
             &dir,
             &hist,
@@ -98,8 +94,13 @@ pub async fn round(
     Ok(Round::Decided(Box::new(d)))
 }
 
-/// Run rounds forever, the first one period after start.
-pub fn spawn(state: web::Data<AppState>, settings: ImproveSettings) -> tokio::task::JoinHandle<()> {
+/// Run rounds until `shutdown`, the first one period after start. A round
+/// under way finishes first (a promotion is never cut in half).
+pub fn spawn(
+    state: Arc<AppState>,
+    settings: ImproveSettings,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(settings.every);
         // A round longer than the period delays the next; rounds never
@@ -107,7 +108,10 @@ pub fn spawn(state: web::Data<AppState>, settings: ImproveSettings) -> tokio::ta
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.wait() => break,
+            }
             let outcome = match round(&state, &settings).await {
                 Ok(Round::Skipped(why)) => {
                     tracing::info!(reason = %why, "retrain: round skipped");
@@ -133,5 +137,6 @@ pub fn spawn(state: web::Data<AppState>, settings: ImproveSettings) -> tokio::ta
             };
             state.metrics.retrain_round(outcome);
         }
+        tracing::info!("background retrain stopped");
     })
 }

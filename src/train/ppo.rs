@@ -15,12 +15,12 @@ use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use serde::Serialize;
 
-use super::{ForecastTable, Group, Trace, replay_scores, simulate_oracle_in};
+use super::SplitMix64;
 use crate::policy::rl::{
     Actor, HIDDEN, Mlp, N_ACTIONS, N_STATE, PolicyConfig, RlPolicy, desired, state,
 };
 use crate::policy::{GroupState, Guarded, GuardrailSettings, Guardrails, needed};
-use crate::train::SplitMix64;
+use crate::sim::{ForecastTable, Group, Trace, replay_scores, simulate_oracle_in};
 
 /// Reward per step, relative to the trace's mean need S (instances):
 /// `-(cost * exists / S + violation * [d > 0.9 ready] + overload *
@@ -131,7 +131,7 @@ pub struct ValScore {
 }
 
 pub fn validate(agents: &[Agent], policy: &mut dyn crate::policy::Policy) -> ValScore {
-    ValScore::mean(&score_each(agents, policy, super::Segment::Validation))
+    ValScore::mean(&score_each(agents, policy, crate::sim::Segment::Validation))
 }
 
 /// The score of `policy` on each agent's `segment` (replayed from the
@@ -139,7 +139,7 @@ pub fn validate(agents: &[Agent], policy: &mut dyn crate::policy::Policy) -> Val
 pub fn score_each(
     agents: &[Agent],
     policy: &mut dyn crate::policy::Policy,
-    segment: super::Segment,
+    segment: crate::sim::Segment,
 ) -> Vec<ValScore> {
     agents
         .iter()
@@ -692,6 +692,34 @@ mod tests {
         for (k, t) in &a {
             let d = (t - &b[k]).unwrap().abs().unwrap().sum_all().unwrap();
             assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{k}");
+        }
+    }
+
+    /// The inference actor of `policy::rl` equals the candle network it
+    /// was snapshotted from.
+    #[test]
+    fn plain_actor_equals_the_candle_network() {
+        let nets = Nets::new(7).unwrap();
+        let actor = nets.actor_snapshot().unwrap();
+        for seed in 0..4 {
+            let x: Vec<f32> = (0..N_STATE)
+                .map(|i| ((i + 3 * seed) as f32 * 0.37).sin() * 2.0)
+                .collect();
+            let t = Tensor::from_vec(x.clone(), (1, N_STATE), &Device::Cpu).unwrap();
+            let want = nets
+                .actor
+                .forward(&t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let got = actor.logits(&x);
+            assert_eq!(got.len(), N_ACTIONS);
+            assert!(want.iter().any(|v| v.abs() > 1e-5), "{want:?}");
+            for (a, b) in want.iter().zip(&got) {
+                assert!((a - b).abs() < 1e-6 + 1e-4 * a.abs(), "{a} vs {b}");
+            }
         }
     }
 }

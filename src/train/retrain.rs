@@ -21,27 +21,23 @@
 //! [`RetrainOptions::min_gain`]. One policy serves every group, so the
 //! comparison is over all the histories given, not group by group.
 //!
-//! Versions ([`PolicyDir`]): the policy folder holds the live policy
-//! (`policy.json` with its `version`, `model.safetensors`,
-//! `training.json`). A promotion first copies the live files to
-//! `versions/v<N>/`, then moves the candidate's in (each written beside
-//! its target and renamed over it, weights first). Every decision,
-//! promoted or not, is one fsync'd line of `promotions.jsonl`.
+//! Versions: [`PolicyDir`] (`crate::policy::versions`). Every decision,
+//! promoted or not, is one fsync'd line of its `promotions.jsonl`.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::Serialize;
 
 use super::ppo::{self, Agent, PpoOptions, ValScore, guarded};
-use super::{ForecastTable, Segment, Trace};
 use crate::data::Split;
 use crate::policy::reference::TargetTracking;
-use crate::policy::rl::{Actor, PolicyConfig, RlPolicy};
+use crate::policy::rl::Actor;
+pub use crate::policy::versions::PolicyDir;
+use crate::sim::{ForecastTable, Segment, Trace};
 
 /// Fewest steps of each of the three parts (one day).
 pub const MIN_PART_STEPS: usize = 288;
@@ -126,7 +122,7 @@ pub fn history_trace(
 pub fn after_last_gap(mut points: Vec<(i64, f64)>, max_gap_steps: usize) -> Vec<(i64, f64)> {
     points.retain(|p| p.1.is_finite());
     points.sort_by_key(|p| p.0);
-    let limit = (max_gap_steps as i64 + 1) * super::traces::STEP;
+    let limit = (max_gap_steps as i64 + 1) * crate::sim::traces::STEP;
     let cut = points
         .windows(2)
         .rposition(|w| w[1].0 - w[0].0 > limit)
@@ -326,7 +322,7 @@ pub fn plot_replays(
     for (t, f) in histories.iter().zip(tables) {
         let (start, score) = (t.split.train_end, Segment::Test.range(t));
         let run = |p: &mut dyn crate::policy::Policy, label: String| {
-            let mut r = super::replay_scores(t, p, Some(f), start, score.clone());
+            let mut r = crate::sim::replay_scores(t, p, Some(f), start, score.clone());
             r.scores.policy = label;
             r
         };
@@ -342,7 +338,7 @@ pub fn plot_replays(
             run(&mut TargetTracking::default(), "target tracking".into()),
         ];
         let path = dir.join(format!("{}.svg", t.id));
-        super::report::plot(&path, t, &runs.iter().collect::<Vec<_>>(), Segment::Test)?;
+        crate::sim::report::plot(&path, t, &runs.iter().collect::<Vec<_>>(), Segment::Test)?;
         out.push(path);
     }
     Ok(out)
@@ -368,8 +364,8 @@ pub fn retrain_dir(
     let (live, weights) = dir
         .load()
         .with_context(|| format!("the live policy in {}", dir.path.display()))?;
-    let forecaster =
-        super::SimForecaster::by_name(&live.config.forecaster, models).ok_or_else(|| {
+    let forecaster = crate::sim::SimForecaster::by_name(&live.config.forecaster, models)
+        .ok_or_else(|| {
             anyhow::anyhow!(
                 "the live policy (version {}) reads model {:?}, which is not loaded",
                 live.config.version,
@@ -378,7 +374,7 @@ pub fn retrain_dir(
         })?;
     let tables = histories
         .iter()
-        .map(|t| forecaster.table(t, 13, super::SIM_HORIZON))
+        .map(|t| forecaster.table(t, 13, crate::sim::SIM_HORIZON))
         .collect::<Result<Vec<_>, _>>()?;
     let out = retrain(
         histories,
@@ -413,171 +409,6 @@ pub fn retrain_dir(
     Ok(d)
 }
 
-/// A versioned policy folder (see the module doc).
-#[derive(Debug, Clone)]
-pub struct PolicyDir {
-    pub path: PathBuf,
-}
-
-/// Files of a policy version.
-const FILES: [&str; 3] = ["model.safetensors", "policy.json", "training.json"];
-
-impl PolicyDir {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
-    /// The live policy and all its weights (actor and critic).
-    pub fn load(&self) -> anyhow::Result<(RlPolicy, HashMap<String, Tensor>)> {
-        let policy = RlPolicy::load(&self.path)?;
-        let w = self.path.join("model.safetensors");
-        let weights = candle_core::safetensors::load(&w, &Device::Cpu)
-            .with_context(|| w.display().to_string())?;
-        Ok((policy, weights))
-    }
-
-    /// Where version `v` is archived.
-    pub fn version_dir(&self, v: u32) -> PathBuf {
-        self.path.join("versions").join(format!("v{v}"))
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.path.join("promotions.jsonl")
-    }
-
-    /// Make `weights` the live policy as a new version whose parent is
-    /// `from` (the live policy for a promotion, an archived one for a
-    /// rollback): archive the live files under `versions/v<N>/`, then
-    /// write the new ones. Returns the new version.
-    pub fn promote(
-        &self,
-        weights: &HashMap<String, Tensor>,
-        from: &PolicyConfig,
-        training: &serde_json::Value,
-    ) -> anyhow::Result<u32> {
-        let live = RlPolicy::load(&self.path)?.config;
-        let archive = self.version_dir(live.version);
-        std::fs::create_dir_all(&archive).with_context(|| archive.display().to_string())?;
-        for f in FILES {
-            let from = self.path.join(f);
-            if from.is_file() {
-                std::fs::copy(&from, archive.join(f))
-                    .with_context(|| format!("archiving {}", from.display()))?;
-            }
-        }
-        let version = self.next_version(live.version)?;
-        let config = PolicyConfig {
-            version,
-            parent: Some(from.version),
-            ..from.clone()
-        };
-        let tmp = self.path.join(".model.safetensors.new");
-        candle_core::safetensors::save(weights, &tmp)?;
-        replace(&tmp, &self.path.join("model.safetensors"))?;
-        write_replacing(
-            &self.path.join("policy.json"),
-            &serde_json::to_vec_pretty(&config)?,
-        )?;
-        write_replacing(
-            &self.path.join("training.json"),
-            &serde_json::to_vec_pretty(training)?,
-        )?;
-        Ok(version)
-    }
-
-    /// One above every version live or archived, so that a number is
-    /// never given twice (a rollback makes a new version too).
-    fn next_version(&self, live: u32) -> anyhow::Result<u32> {
-        let mut top = live;
-        let versions = self.path.join("versions");
-        if versions.is_dir() {
-            for e in std::fs::read_dir(&versions)? {
-                let name = e?.file_name();
-                if let Some(v) = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix('v')?.parse().ok())
-                {
-                    top = top.max(v);
-                }
-            }
-        }
-        Ok(top + 1)
-    }
-
-    /// Serve archived version `to` again, as a new version (parent
-    /// `to`); the live one is archived first. Logged.
-    pub fn rollback(&self, to: u32) -> anyhow::Result<u32> {
-        let (live, _) = self.load()?;
-        let src = self.version_dir(to);
-        let (old, weights) = PolicyDir::new(&src)
-            .load()
-            .with_context(|| format!("version {to} is not archived in {}", src.display()))?;
-        let training = match std::fs::read(src.join("training.json")) {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
-            Err(_) => serde_json::Value::Null,
-        };
-        let v = self.promote(
-            &weights,
-            &old.config,
-            &serde_json::json!({"rollback_of": to, "training": training}),
-        )?;
-        self.log_line(&serde_json::json!({
-            "at": crate::domain::rfc3339(chrono::Utc::now().timestamp()),
-            "rollback": {"from": live.config.version, "to": to, "new_version": v},
-        }))?;
-        Ok(v)
-    }
-
-    /// Append a decision to `promotions.jsonl` (fsync'd).
-    pub fn log(&self, d: &Decision) -> anyhow::Result<()> {
-        self.log_line(d)
-    }
-
-    fn log_line(&self, d: &impl Serialize) -> anyhow::Result<()> {
-        let path = self.log_path();
-        let mut line = serde_json::to_vec(d)?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| path.display().to_string())?;
-        f.write_all(&line)?;
-        f.sync_all()?;
-        Ok(())
-    }
-
-    /// Every logged decision, oldest first.
-    pub fn decisions(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let path = self.log_path();
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        std::fs::read_to_string(&path)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| path.display().to_string()))
-            .collect()
-    }
-}
-
-fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-    replace(&tmp, path)
-}
-
-/// fsync `tmp`, then rename it over `path`.
-fn replace(tmp: &Path, path: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(tmp)?.sync_all()?;
-    std::fs::rename(tmp, path)
-        .with_context(|| format!("{} -> {}", tmp.display(), path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// The points of the newest `days` of a history (all of them for 0).
 pub fn recent(mut points: Vec<(i64, f64)>, days: f64) -> Vec<(i64, f64)> {
     if days > 0.0 {
@@ -608,6 +439,7 @@ pub fn load_points(samples: &[crate::domain::MetricSample]) -> Vec<(i64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::rl::{PolicyConfig, RlPolicy};
 
     fn wave(n: usize) -> Vec<(i64, f64)> {
         (0..n)
@@ -685,8 +517,8 @@ mod tests {
             ..RetrainOptions::default()
         };
         let t = history_trace("g", wave(1500), &opts).unwrap();
-        let table = super::super::SimForecaster::Naive
-            .table(&t, 13, super::super::SIM_HORIZON)
+        let table = crate::sim::SimForecaster::Naive
+            .table(&t, 13, crate::sim::SIM_HORIZON)
             .unwrap();
         let start = ppo::Nets::new(1).unwrap().tensors().unwrap();
         let mut seen = Vec::new();

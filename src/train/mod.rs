@@ -1,5 +1,5 @@
 //! `forescale train`: fits the BiLSTM-attention forecaster (or its
-//! unidirectional ablation, or the TFT comparator) on the train split of a dataset (EVAL.md grid
+//! unidirectional ablation, or the TFT comparator) on the train split of a dataset (EVAL.md (docs/forecast-evaluation.md) grid
 //! and split), with early stopping on the validation split, or on train +
 //! validation for a fixed number of epochs (`fit_end_pct` 85, how the
 //! shipped models are fitted, as the issue's statistical peers are). The
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::data::{GriddedSeries, TRAIN_END_PCT, VAL_END_PCT};
 use crate::domain::{N_FEATURES, N_MEASURED, TARGET};
-use crate::eval::mase_scale;
+use crate::eval::{AbsErrors, mase_scale};
 use crate::features::{NormStats, encode};
 use crate::forecast::DAY_STEPS;
 use crate::forecast::bilstm_attention::{
@@ -35,44 +35,13 @@ use crate::forecast::bilstm_attention::{
 use crate::forecast::neural::Architecture;
 use crate::forecast::tft::{Tft, TftConfig};
 
-/// SplitMix64: small, fast, and enough for shuffles, masks and inits.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
+mod card;
+pub mod ppo;
+pub mod retrain;
+mod rng;
 
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in 0..n.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-impl MaskSource for SplitMix64 {
-    fn mask(&mut self, shape: &[usize], p: f32, like: &Tensor) -> candle_core::Result<Tensor> {
-        let n: usize = shape.iter().product();
-        let keep = 1.0 / (1.0 - p);
-        let v: Vec<f32> = (0..n)
-            .map(|_| if self.next_f32() < p { 0.0 } else { keep })
-            .collect();
-        Tensor::from_vec(v, shape, like.device())
-    }
-}
+pub use card::write_model_card;
+pub use rng::SplitMix64;
 
 /// Which network to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -498,53 +467,31 @@ fn val_metrics(
     stats: &NormStats,
 ) -> candle_core::Result<(f64, f64)> {
     let (l, h, known) = (arch.lookback(), arch.horizon(), known_inputs(arch));
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    let mut per_series = vec![(0.0f64, 0usize); data.len()];
+    let mut errors = AbsErrors::new(data.len());
     for chunk in origins.chunks(1024) {
         let (x, f, _) = gather(data, chunk, l, h, known, None)?;
         let q = net.forward(&x, &f, None)?.to_vec3::<f32>()?;
         for (&(s, t), steps) in chunk.iter().zip(&q) {
             for (k, step) in steps.iter().enumerate() {
                 let p50 = stats.denormalise_target(step[1]);
-                let e = f64::from((data[s].y_raw[t + k] - p50).abs());
-                sum += e;
-                n += 1;
-                per_series[s].0 += e;
-                per_series[s].1 += 1;
+                errors.add(s, f64::from((data[s].y_raw[t + k] - p50).abs()));
             }
         }
     }
-    let mut mase: Vec<f32> = per_series
-        .iter()
-        .zip(data)
-        .filter_map(|((e, n), d)| Some((*e / (*n).max(1) as f64 / d.scale?) as f32))
-        .collect();
-    let median = crate::forecast::quantile(&mut mase, 0.5).map_or(f64::NAN, f64::from);
-    Ok((sum / n.max(1) as f64, median))
+    Ok((errors.mae(), errors.median_mase(|s| data[s].scale)))
 }
 
 /// The naive forecast (last value) on the same validation origins: the
 /// reference a trained network has to beat, printed with the log.
 fn naive_val_metrics(data: &[Prepared], origins: &[Origin], h: usize) -> (f64, f64) {
-    let (mut sum, mut n) = (0.0f64, 0usize);
-    let mut per_series = vec![(0.0f64, 0usize); data.len()];
+    let mut errors = AbsErrors::new(data.len());
     for &(s, t) in origins {
         let last = data[s].y_raw[t - 1];
         for k in 0..h {
-            let e = f64::from((data[s].y_raw[t + k] - last).abs());
-            sum += e;
-            n += 1;
-            per_series[s].0 += e;
-            per_series[s].1 += 1;
+            errors.add(s, f64::from((data[s].y_raw[t + k] - last).abs()));
         }
     }
-    let mut mase: Vec<f32> = per_series
-        .iter()
-        .zip(data)
-        .filter_map(|((e, n), d)| Some((*e / (*n).max(1) as f64 / d.scale?) as f32))
-        .collect();
-    let median = crate::forecast::quantile(&mut mase, 0.5).map_or(f64::NAN, f64::from);
-    (sum / n.max(1) as f64, median)
+    (errors.mae(), errors.median_mase(|s| data[s].scale))
 }
 
 /// Per-series loss weights: median scale / scale, clipped to [0.1, 10].
@@ -857,420 +804,5 @@ pub fn gradient_norms(
     Ok(out)
 }
 
-/// Write the model card (`README.md`) beside the weights.
-pub fn write_model_card(
-    dir: &std::path::Path,
-    file: &crate::forecast::neural::ModelFile,
-    trained: &Trained,
-    scores: &[crate::eval::ModelScores],
-    params: usize,
-) -> std::io::Result<()> {
-    use std::fmt::Write as _;
-    let t = &file.training;
-    let mut md = String::new();
-    match &file.architecture {
-        Architecture::Recurrent(c) => {
-            let _ = writeln!(
-                md,
-                "# {}: {} quantile forecaster\n",
-                file.model,
-                if c.bidirectional {
-                    "BiLSTM-attention"
-                } else {
-                    "unidirectional LSTM-attention (ablation)"
-                }
-            );
-            let _ = writeln!(
-                md,
-                "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features. \
-                 Architecture (`src/forecast/bilstm_attention.rs`): feature-wise softmax attention, {} LSTM layers of {} units{}, \
-                 temporal softmax attention, dropout {}, non-crossing quantile head predicting a correction of the last CPU value. \
-                 {params} parameters. Version `{}`.\n",
-                c.horizon,
-                c.lookback,
-                c.layers,
-                c.hidden,
-                if c.bidirectional {
-                    " per direction"
-                } else {
-                    ""
-                },
-                c.dropout,
-                file.version
-            );
-        }
-        Architecture::Tft(c) => {
-            let _ = writeln!(
-                md,
-                "# {}: Temporal Fusion Transformer quantile forecaster (comparator)\n",
-                file.model
-            );
-            let _ = writeln!(
-                md,
-                "Forecasts p10/p50/p90 of `cpu_usage_pct` for the next {} steps (5 min) from the last {} steps of the 23 features \
-                 and the calendar of the forecast steps (known future inputs). Architecture (`src/forecast/tft.rs`, Lim et al. 2021): \
-                 variable selection networks over the 23 past inputs and the 3 known inputs (embeddings of {}), an LSTM encoder-decoder \
-                 of {}, static enrichment without static covariates, interpretable multi-head attention ({} heads, shared values), \
-                 gated residual networks with GLU gating throughout, dropout {}, and the same non-crossing quantile head as the BiLSTM. \
-                 {params} parameters. Version `{}`.\n",
-                c.horizon,
-                c.lookback,
-                c.hidden_continuous,
-                c.hidden,
-                c.heads,
-                c.dropout,
-                file.version
-            );
-        }
-    }
-    let _ = writeln!(md, "## Training\n");
-    let _ = writeln!(md, "- Command: `{}`", t["command"].as_str().unwrap_or("?"));
-    let fit_pct = t["options"]["fit_end_pct"].as_u64().unwrap_or(70);
-    let _ = match fit_pct {
-        70 => writeln!(
-            md,
-            "- Data: `{}`, EVAL.md grid; train split (first 70 % of each series) for fitting and the z-score statistics, \
-             validation split (next 15 %) for early stopping; the test split (last 15 %) is only scored below.",
-            t["dataset"].as_str().unwrap_or("?")
-        ),
-        p if p > 70 => writeln!(
-            md,
-            "- Data: `{}`, EVAL.md grid; the first {p} % of each series (train and validation splits) for fitting and the \
-             z-score statistics, a fixed number of epochs, the last one kept (validation is in-sample here, so it stops \
-             nothing; its figures below are in-sample); the test split (last 15 %) is only scored below.",
-            t["dataset"].as_str().unwrap_or("?")
-        ),
-        p => writeln!(
-            md,
-            "- Data: `{}`, EVAL.md grid; the first {p} % of each series for fitting and the z-score statistics \
-             (a gap before validation), validation split (70-85 %) for early stopping; the test split (last 15 %) is \
-             only scored below.",
-            t["dataset"].as_str().unwrap_or("?")
-        ),
-    };
-    let _ = writeln!(
-        md,
-        "- {} train windows, {} validation origins; {} epochs run, kept epoch {} (validation MAE {:.4}); {:.0} s on this machine (2 cores, CPU).",
-        trained.train_windows,
-        trained.val_windows,
-        trained.log.len(),
-        trained.best_epoch,
-        trained.best_val_mae,
-        trained.seconds
-    );
-    let _ = writeln!(
-        md,
-        "- Reference on the same validation origins: naive (last value) MAE {:.4}, median MASE {:.4}.",
-        trained.naive_val.0, trained.naive_val.1
-    );
-    let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
-    let averaged = trained.log.iter().any(|e| e.raw_val_mae.is_some());
-    if averaged {
-        let _ = writeln!(
-            md,
-            "Validation MAE is that of the averaged weights (the ones saved); the raw weights' is beside it.\n\n\
-             | epoch | train pinball (normalised) | validation MAE | raw weights' validation MAE | validation median MASE | seconds |\n\
-             |---|---|---|---|---|---|"
-        );
-    } else {
-        let _ = writeln!(
-            md,
-            "| epoch | train pinball (normalised) | validation MAE | validation median MASE | seconds |\n|---|---|---|---|---|"
-        );
-    }
-    for e in &trained.log {
-        let raw = match (averaged, e.raw_val_mae) {
-            (false, _) => String::new(),
-            (true, Some(r)) => format!(" {r:.4} |"),
-            (true, None) => " - |".into(),
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {:.4} | {:.4} |{raw} {:.4} | {:.0} |",
-            e.epoch, e.train_loss, e.val_mae, e.val_mase_median, e.seconds
-        );
-    }
-    let _ = writeln!(md, "\n## EVAL.md scores (test segments)\n");
-    md.push_str(&crate::eval::scores_table(scores));
-    let _ = writeln!(
-        md,
-        "\nLatency b1: median wall time of one forecast call during evaluation on this machine. \
-         Full report: `eval/report.md`. Reproduce the scores: `forescale evaluate --dataset {} --models naive,snaive,{}`.",
-        t["dataset"].as_str().unwrap_or("?"),
-        file.model
-    );
-    std::fs::write(dir.join("README.md"), md)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_weight_gets_a_gradient() {
-        for bidirectional in [true, false] {
-            let mut cfg = Config::paper(6, bidirectional);
-            cfg.hidden = 8;
-            cfg.attention_dim = 8;
-            let norms = gradient_norms(&Architecture::Recurrent(cfg), 8, 7).unwrap();
-            // feature_attn (2) + lstm (4 per direction per layer) + temporal (3) + head (2)
-            let dirs = if bidirectional { 2 } else { 1 };
-            assert_eq!(norms.len(), 2 + 4 * dirs * 2 + 3 + 2);
-            for (name, g) in &norms {
-                assert!(*g > 0.0 && g.is_finite(), "{name} got gradient {g}");
-            }
-        }
-    }
-
-    #[test]
-    fn schedule_warms_up_then_decays() {
-        let o = TrainOptions {
-            max_epochs: 10,
-            warmup_epochs: 2,
-            ..TrainOptions::default()
-        };
-        assert!(lr_at(&o, 0, 10) < lr_at(&o, 10, 10));
-        assert!((lr_at(&o, 19, 10) - o.lr).abs() < 1e-12);
-        assert!(lr_at(&o, 60, 10) < o.lr);
-        assert!(lr_at(&o, 99, 10) < 1e-5);
-    }
-
-    #[test]
-    fn weight_average_follows_the_weights() {
-        let varmap = VarMap::new();
-        let w = varmap
-            .get(
-                2,
-                "w",
-                candle_nn::Init::Const(0.0),
-                DType::F32,
-                &Device::Cpu,
-            )
-            .unwrap();
-        let mut ema = Ema::new(&varmap, 0.2).unwrap();
-        let var = varmap.data().lock().unwrap()["w"].clone();
-        var.set(&Tensor::new(&[4.0f32, -2.0], &Device::Cpu).unwrap())
-            .unwrap();
-        // Warm-up decays (1 + t) / (10 + t): 1/10, then 2/11, then the
-        // cap 0.2 (3/12 would be more).
-        let mut want = [0.0f64, 0.0];
-        for d in [0.1, 2.0 / 11.0, 0.2] {
-            ema.update(&varmap).unwrap();
-            for (m, x) in want.iter_mut().zip([4.0, -2.0]) {
-                *m = d * *m + (1.0 - d) * x;
-            }
-        }
-        let got = ema.weights["w"].to_vec1::<f32>().unwrap();
-        for (g, m) in got.iter().zip(want) {
-            assert!((f64::from(*g) - m).abs() < 1e-6, "{got:?} vs {want:?}");
-        }
-        // The raw weights are untouched.
-        assert_eq!(w.to_vec1::<f32>().unwrap(), vec![4.0, -2.0]);
-        // A snapshot is a copy: restoring it sets the average.
-        restore(&varmap, &ema.snapshot().unwrap()).unwrap();
-        assert_eq!(w.to_vec1::<f32>().unwrap(), got);
-    }
-
-    /// Two series of 400 steps (train 280, validation 60, test 60).
-    fn tiny_series() -> Vec<GriddedSeries> {
-        let series: Vec<crate::data::Series> = (0..2)
-            .map(|k| crate::data::Series {
-                id: format!("s{k}"),
-                samples: (0..400)
-                    .map(|i| {
-                        let cpu = 20.0 + 10.0 * ((i + 7 * k) as f32 / 6.0).sin();
-                        crate::domain::MetricSample::cpu_only(1_700_000_000 + i * 300, cpu)
-                    })
-                    .collect(),
-            })
-            .collect();
-        crate::data::prepare(&series, 300)
-    }
-
-    fn tiny_options(fit_end_pct: usize) -> TrainOptions {
-        TrainOptions {
-            lookback: 6,
-            max_epochs: 3,
-            warmup_epochs: 1,
-            patience: 1,
-            windows_per_epoch: 64,
-            batch: 32,
-            hidden: 4,
-            lr: 0.0,
-            fit_end_pct,
-            ..TrainOptions::default()
-        }
-    }
-
-    #[test]
-    fn the_fit_covers_the_rows_it_is_told() {
-        let series = tiny_series();
-        assert_eq!(series[0].split.train_end, 280);
-        let (l, h) = (6, 12);
-        // Windows whose 12 targets end inside the fitted rows, per series.
-        let want = |end: usize| 2 * (end + 1 - h - l);
-        // Learning rate 0: validation never improves after epoch 1, so the
-        // train split stops early (patience 1) and keeps epoch 1, and a
-        // refit runs every epoch and keeps the last.
-        let plain = train(&series, &tiny_options(70), false).unwrap();
-        assert_eq!(plain.train_windows, want(280));
-        assert_eq!((plain.log.len(), plain.best_epoch), (2, 1));
-        let refit = train(&series, &tiny_options(85), false).unwrap();
-        assert_eq!(refit.train_windows, want(340));
-        assert_eq!((refit.log.len(), refit.best_epoch), (3, 3));
-        // Validation origins stay those of the validation split.
-        assert_eq!(refit.val_windows, plain.val_windows);
-        let gap = train(&series, &tiny_options(50), false).unwrap();
-        assert_eq!(gap.train_windows, want(200));
-        assert!(train(&series, &tiny_options(86), false).is_err());
-    }
-
-    #[test]
-    fn bad_options_name_their_flag() {
-        assert!(TrainOptions::default().check().is_ok());
-        assert!(tiny_options(70).check().is_ok());
-        let d = TrainOptions::default;
-        for (o, flag) in [
-            (TrainOptions { lookback: 0, ..d() }, "--lookback"),
-            (
-                TrainOptions {
-                    max_epochs: 0,
-                    ..d()
-                },
-                "--epochs",
-            ),
-            (TrainOptions { batch: 0, ..d() }, "--batch"),
-            (
-                TrainOptions {
-                    windows_per_epoch: 0,
-                    ..d()
-                },
-                "--windows-per-epoch",
-            ),
-            (TrainOptions { hidden: 0, ..d() }, "--hidden"),
-            (TrainOptions { hidden: 6, ..d() }, "--hidden"),
-            (TrainOptions { lr: -1e-3, ..d() }, "--lr"),
-            (
-                TrainOptions {
-                    lr: f64::NAN,
-                    ..d()
-                },
-                "--lr",
-            ),
-            (TrainOptions { patience: 0, ..d() }, "--patience"),
-            (
-                TrainOptions {
-                    max_minutes: 0.0,
-                    ..d()
-                },
-                "--max-minutes",
-            ),
-            (
-                TrainOptions {
-                    max_minutes: f64::NAN,
-                    ..d()
-                },
-                "--max-minutes",
-            ),
-            (
-                TrainOptions {
-                    ema_decay: 1.0,
-                    ..d()
-                },
-                "--ema-decay",
-            ),
-            (
-                TrainOptions {
-                    fit_end_pct: 0,
-                    ..d()
-                },
-                "--fit-end-pct",
-            ),
-            (
-                TrainOptions {
-                    fit_end_pct: 86,
-                    ..d()
-                },
-                "--fit-end-pct",
-            ),
-            (
-                TrainOptions {
-                    covariate_dropout: 1.0,
-                    ..d()
-                },
-                "--covariate-dropout",
-            ),
-            (
-                TrainOptions {
-                    covariate_dropout: -0.1,
-                    ..d()
-                },
-                "--covariate-dropout",
-            ),
-        ] {
-            let e = o.check().unwrap_err().to_string();
-            assert!(e.starts_with(flag), "{flag}: {e}");
-            // train() refuses them too, before touching the data.
-            let e = train(&[], &o, false).unwrap_err().to_string();
-            assert!(e.starts_with(flag), "{flag}: {e}");
-        }
-    }
-
-    #[test]
-    fn covariate_dropout_blanks_whole_covariates_and_nothing_else() {
-        let (l, h) = (6, 12);
-        let series = tiny_series();
-        let stats = NormStats::fit_with(series.iter().flat_map(|s| &s.window.rows[..]), true);
-        let mut data = prepare(&series, &stats);
-        // Give every input a non-zero value, so a blanked one shows.
-        for d in &mut data {
-            for (i, v) in d.x.iter_mut().enumerate() {
-                *v = 1.0 + i as f32;
-            }
-        }
-        let idx: Vec<Origin> = (0..40).map(|i| (i % 2, 20 + i)).collect();
-        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let (plain, _, _) = gather(&data, &idx, l, h, 0, None).unwrap();
-        // Probability 0 draws nothing: the stream of the rest of training
-        // (window order, dropout masks) is that of a run without it.
-        let mut rng = SplitMix64::new(5);
-        let (zero, _, _) = gather(&data, &idx, l, h, 0, Some((0.0, &mut rng))).unwrap();
-        assert_eq!(flat(&zero), flat(&plain));
-        assert_eq!(rng.next_u64(), SplitMix64::new(5).next_u64());
-        let (half, _, _) = gather(&data, &idx, l, h, 0, Some((0.5, &mut rng))).unwrap();
-        let (plain, half) = (flat(&plain), flat(&half));
-        let mut blanked = 0;
-        for (w, (a, b)) in plain
-            .chunks_exact(l * N_FEATURES)
-            .zip(half.chunks_exact(l * N_FEATURES))
-            .enumerate()
-        {
-            for k in 0..N_FEATURES {
-                let col =
-                    |x: &[f32]| -> Vec<f32> { x.chunks_exact(N_FEATURES).map(|r| r[k]).collect() };
-                let (ca, cb) = (col(a), col(b));
-                if k == TARGET || k >= N_MEASURED {
-                    assert_eq!(ca, cb, "window {w}: CPU and the calendar are kept");
-                } else if cb.iter().all(|v| *v == 0.0) {
-                    blanked += 1;
-                } else {
-                    assert_eq!(ca, cb, "window {w}, feature {k}: all steps or none");
-                }
-            }
-        }
-        // 40 windows x 19 covariates at p = 0.5.
-        assert!((280..480).contains(&blanked), "{blanked} of 760 blanked");
-    }
-
-    #[test]
-    fn rng_is_deterministic() {
-        let mut a = SplitMix64::new(1);
-        let mut b = SplitMix64::new(1);
-        assert_eq!(a.next_u64(), b.next_u64());
-        assert!(
-            (0..1000)
-                .map(|_| a.next_f32())
-                .all(|x| (0.0..1.0).contains(&x))
-        );
-    }
-}
+mod tests;

@@ -70,8 +70,8 @@ pub struct LoadtestArgs {
     #[arg(long, env = "FORESCALE_LOADTEST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Models for the services this command starts.
-    #[arg(long, env = "FORESCALE_MODELS_DIR", default_value = "models")]
-    pub models_dir: PathBuf,
+    #[command(flatten)]
+    pub registry: super::ModelsArgs,
     /// Where results.json and results.md go.
     #[arg(long, default_value = "loadtest/results")]
     pub out: PathBuf,
@@ -234,7 +234,7 @@ impl Target {
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--models-dir")
-            .arg(&args.models_dir)
+            .arg(&args.registry.models_dir)
             .args(extra)
             .env_remove("FORESCALE_REDIS_URL")
             .env_remove("FORESCALE_API_TOKENS")

@@ -1,0 +1,403 @@
+//! `forescale train`: fit a forecaster (bilstm, lstm, tft) on a dataset
+//! and write its folder (weights, config, model card, test scores), or
+//! train the scaling policy with PPO in the simulator.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::evaluate::{load_series, report_context, score_and_report};
+use super::{DatasetArgs, GridArgs, ModelsArgs, command_line};
+use crate::eval::EvalOptions;
+use crate::forecast::{Forecaster, NeuralModel, neural};
+
+// The field docs are --help text, where <model> is a placeholder, not HTML.
+#[allow(rustdoc::invalid_html_tags)]
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// `bilstm` (bidirectional), `lstm` (the unidirectional ablation) or
+    /// `policy` (the PPO scaling policy, trained in the simulator on the
+    /// train segments of --policy-traces).
+    #[arg(long, env = "FORESCALE_TRAIN_MODEL", default_value = "bilstm",
+          value_parser = ["bilstm", "lstm", "tft", "policy"])]
+    pub model: String,
+    /// Policy: the traces whose train segments it learns on (`main` or
+    /// one trace name).
+    #[arg(long, env = "FORESCALE_POLICY_TRACES", default_value = "main")]
+    pub policy_traces: String,
+    /// Policy: the forecaster whose quantiles it reads (a trained model in
+    /// --models-dir, or naive / snaive).
+    #[arg(long, env = "FORESCALE_POLICY_FORECASTER", default_value = "bilstm")]
+    pub policy_forecaster: String,
+    /// Policy: PPO iterations (rollout of 512 steps per trace each).
+    #[arg(long, env = "FORESCALE_POLICY_ITERATIONS", default_value_t = 300)]
+    pub policy_iterations: usize,
+    /// Policy: reward weight of a step in violation of the SLA (15, with
+    /// validation every 2 iterations, had the best validation score of the
+    /// runs in models/policy/README.md).
+    #[arg(
+        long,
+        env = "FORESCALE_POLICY_VIOLATION_WEIGHT",
+        default_value_t = 15.0
+    )]
+    pub policy_violation_weight: f64,
+    /// Policy: train and select it with the default guardrails after it,
+    /// as it is deployed.
+    #[arg(long, env = "FORESCALE_POLICY_GUARDRAILS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub policy_guardrails: bool,
+    /// Policy: discount factor of PPO's returns and GAE.
+    #[arg(long, env = "FORESCALE_POLICY_GAMMA", default_value_t = 0.99)]
+    pub policy_gamma: f64,
+    /// Policy: agents per trace in each rollout, each replaying its own
+    /// random stretch of the train segment.
+    #[arg(long, env = "FORESCALE_POLICY_ENVS_PER_TRACE", default_value_t = 1)]
+    pub policy_envs_per_trace: usize,
+    /// Policy: divide rewards by the running standard deviation of the
+    /// discounted return.
+    #[arg(long, env = "FORESCALE_POLICY_SCALE_REWARDS", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub policy_scale_rewards: bool,
+    /// Policy: AdamW learning rate of actor and critic.
+    #[arg(long, env = "FORESCALE_POLICY_LR", default_value_t = 3e-4)]
+    pub policy_lr: f64,
+    /// Policy: validate (and keep the checkpoint if it is the best so far)
+    /// every this many iterations.
+    #[arg(long, env = "FORESCALE_POLICY_VALIDATE_EVERY", default_value_t = 2)]
+    pub policy_validate_every: usize,
+    /// Policy: start from this trained policy folder's weights (actor and
+    /// critic) instead of random ones; it is validated first, as
+    /// iteration 0, so it is kept if no iteration beats it.
+    #[arg(long, env = "FORESCALE_POLICY_INIT")]
+    pub policy_init: Option<PathBuf>,
+    /// Folder of trained models (the policy's forecaster).
+    #[command(flatten)]
+    pub registry: ModelsArgs,
+    /// Look-back L in steps.
+    #[arg(long, env = "FORESCALE_TRAIN_LOOKBACK", default_value_t = 12)]
+    pub lookback: usize,
+    /// Most epochs.
+    #[arg(long, env = "FORESCALE_TRAIN_EPOCHS", default_value_t = 25)]
+    pub epochs: usize,
+    /// Windows drawn per epoch.
+    #[arg(
+        long,
+        env = "FORESCALE_TRAIN_WINDOWS_PER_EPOCH",
+        default_value_t = 32_768
+    )]
+    pub windows_per_epoch: usize,
+    /// Batch size.
+    #[arg(long, env = "FORESCALE_TRAIN_BATCH", default_value_t = 256)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, env = "FORESCALE_TRAIN_LR", default_value_t = 1e-3)]
+    pub lr: f64,
+    /// LSTM units per direction (the TFT: its hidden width); a multiple of 4.
+    #[arg(long, env = "FORESCALE_TRAIN_HIDDEN", default_value_t = 64)]
+    pub hidden: usize,
+    /// Epochs without a better validation MAE before stopping.
+    #[arg(long, env = "FORESCALE_TRAIN_PATIENCE", default_value_t = 10)]
+    pub patience: usize,
+    /// Seed of every random choice (weights, window order, dropout).
+    #[arg(long, env = "FORESCALE_TRAIN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Time budget; training stops after the epoch that passes it.
+    #[arg(long, env = "FORESCALE_TRAIN_MAX_MINUTES", default_value_t = 15.0)]
+    pub max_minutes: f64,
+    /// Weight each series' windows by the inverse of its scale (median
+    /// scale / own scale, clipped to [0.1, 10]) so near-idle series count.
+    #[arg(long, env = "FORESCALE_TRAIN_SCALE_WEIGHTING")]
+    pub scale_weighting: bool,
+    /// Head in units of each window's own CPU volatility (see
+    /// `Config::window_scale`). Off by default: on validation it gave a
+    /// lower median MASE but a higher MAE (models/experiments/README.md).
+    #[arg(long, env = "FORESCALE_TRAIN_WINDOW_SCALE", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub window_scale: bool,
+    /// Model log(1 + cpu) instead of CPU % (quantiles are kept; errors
+    /// weigh relatively, so near-idle series count). On by default: on
+    /// validation it lowered both MAE and median MASE (models/experiments/README.md).
+    #[arg(long, env = "FORESCALE_TRAIN_LOG_TARGET", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub log_target: bool,
+    /// Average the weights over training (exponential moving average with
+    /// this decay per step; 0 = off). Validation, early stopping and the
+    /// saved model then use the averaged weights.
+    #[arg(long, env = "FORESCALE_TRAIN_EMA_DECAY", default_value_t = 0.0)]
+    pub ema_decay: f64,
+    /// Fit on the first this many % of each series: 70 = the train split
+    /// (validation stops training early); 85 = train + validation (a
+    /// fixed number of epochs, the last one kept; validation is then
+    /// in-sample); below 70 leaves a gap before validation.
+    #[arg(long, env = "FORESCALE_TRAIN_FIT_END_PCT", default_value_t = crate::data::TRAIN_END_PCT)]
+    pub fit_end_pct: usize,
+    /// Make each measured covariate (every input but CPU and the
+    /// calendar) absent for a whole training window with this probability,
+    /// as for a group that does not publish it, so the network cannot
+    /// lean on covariate levels it may never get (0 = off; see
+    /// models/experiments/README.md, "Covariates").
+    #[arg(long, env = "FORESCALE_TRAIN_COVARIATE_DROPOUT", default_value_t = 0.0)]
+    pub covariate_dropout: f64,
+    /// Output folder (default: models/<model>).
+    #[arg(long, env = "FORESCALE_TRAIN_OUT")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub grid: GridArgs,
+}
+
+pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.model == "policy" {
+        return train_policy(args);
+    }
+    let opts = crate::train::TrainOptions {
+        kind: match args.model.as_str() {
+            "lstm" => crate::train::NetKind::Lstm,
+            "tft" => crate::train::NetKind::Tft,
+            _ => crate::train::NetKind::Bilstm,
+        },
+        lookback: args.lookback,
+        max_epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        patience: args.patience,
+        seed: args.seed,
+        max_minutes: args.max_minutes,
+        windows_per_epoch: args.windows_per_epoch,
+        hidden: args.hidden,
+        scale_weighting: args.scale_weighting,
+        window_scale: args.window_scale,
+        log_target: args.log_target,
+        ema_decay: args.ema_decay,
+        fit_end_pct: args.fit_end_pct,
+        covariate_dropout: args.covariate_dropout,
+        ..crate::train::TrainOptions::default()
+    };
+    // Bad options fail at once, before minutes of loading data.
+    opts.check()?;
+    anyhow::ensure!(
+        args.lr > 0.0,
+        "--lr must be more than 0 (0 would leave the initial weights), got {}",
+        args.lr
+    );
+    let (source, series, report) = load_series(&args.data, args.grid.step_seconds)?;
+    let trained = crate::train::train(&series, &opts, true)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join(&args.model));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let weights = out.join("model.safetensors");
+    trained.varmap.save(&weights)?;
+    let version = neural::content_version(&std::fs::read(&weights)?);
+    let params: usize = trained
+        .varmap
+        .all_vars()
+        .iter()
+        .map(|v| v.elem_count())
+        .sum();
+    let file = neural::ModelFile {
+        model: args.model.clone(),
+        version,
+        architecture: trained.cfg.clone(),
+        norm: trained.stats.clone(),
+        training: serde_json::json!({
+            "dataset": source.name(),
+            "command": command_line(),
+            "options": opts,
+            "parameters": params,
+            "seconds": trained.seconds,
+            "peak_rss_mb": trained.peak_rss_mb,
+            "best_epoch": trained.best_epoch,
+            "best_val_mae": trained.best_val_mae,
+            "naive_val_mae": trained.naive_val.0,
+            "naive_val_mase_median": trained.naive_val.1,
+            "train_windows": trained.train_windows,
+            "val_origins": trained.val_windows,
+            "log": trained.log,
+        }),
+    };
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&file)?,
+    )?;
+    // Load it back as the service would, then score it on the test segments.
+    let model = NeuralModel::load(&out)?;
+    eprintln!(
+        "saved {} ({params} parameters) to {}; scoring on the test segments",
+        args.model,
+        out.display()
+    );
+    let mut models: Vec<Forecaster> = Forecaster::NAMES
+        .iter()
+        .filter_map(|n| Forecaster::by_name(n))
+        .collect();
+    models.push(Forecaster::Neural(std::sync::Arc::new(model)));
+    let ctx = report_context(&source, &series, report);
+    let scores = score_and_report(
+        &models,
+        &series,
+        &ctx,
+        EvalOptions::default(),
+        &out.join("eval"),
+        None,
+    )?;
+    crate::train::write_model_card(&out, &file, &trained, &scores, params)?;
+    println!("model card: {}", out.join("README.md").display());
+    Ok(())
+}
+
+fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
+    use crate::sim::{self, SimForecaster};
+    use crate::train::ppo;
+    anyhow::ensure!(
+        args.policy_gamma > 0.0 && args.policy_gamma <= 1.0,
+        "--policy-gamma must be in (0, 1], got {}",
+        args.policy_gamma
+    );
+    anyhow::ensure!(
+        (1..=64).contains(&args.policy_envs_per_trace),
+        "--policy-envs-per-trace must be in 1..=64, got {}",
+        args.policy_envs_per_trace
+    );
+    anyhow::ensure!(
+        args.policy_lr > 0.0 && args.policy_lr < 1.0,
+        "--policy-lr must be in (0, 1), got {}",
+        args.policy_lr
+    );
+    anyhow::ensure!(
+        args.policy_validate_every >= 1,
+        "--policy-validate-every must be at least 1"
+    );
+    let registry = args.registry.load()?;
+    let forecaster =
+        SimForecaster::by_name(&args.policy_forecaster, &registry).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--policy-forecaster: no trained model {:?}",
+                args.policy_forecaster
+            )
+        })?;
+    let traces = sim::traces::load_spec(&args.data.root.data_root, &args.policy_traces)
+        .with_context(|| format!("--policy-traces {}", args.policy_traces))?;
+    eprintln!(
+        "forecasting {} traces with {} (once, reused by every rollout)",
+        traces.len(),
+        forecaster.name()
+    );
+    let tables = traces
+        .iter()
+        .map(|t| forecaster.table(t, 13, sim::SIM_HORIZON))
+        .collect::<Result<Vec<_>, _>>()?;
+    let agents: Vec<ppo::Agent> = traces
+        .iter()
+        .zip(&tables)
+        .map(|(t, f)| ppo::Agent::new(t, f))
+        .collect();
+    let opts = ppo::PpoOptions {
+        iterations: args.policy_iterations,
+        guardrails: args.policy_guardrails,
+        gamma: args.policy_gamma,
+        envs_per_trace: args.policy_envs_per_trace,
+        scale_rewards: args.policy_scale_rewards,
+        lr: args.policy_lr,
+        validate_every: args.policy_validate_every,
+        seed: args.seed,
+        reward: ppo::RewardWeights {
+            violation: args.policy_violation_weight,
+            ..ppo::RewardWeights::default()
+        },
+        ..ppo::PpoOptions::default()
+    };
+    let init = match &args.policy_init {
+        Some(dir) => {
+            let (p, w) = crate::train::retrain::PolicyDir::new(dir)
+                .load()
+                .with_context(|| format!("--policy-init {}", dir.display()))?;
+            anyhow::ensure!(
+                p.config.forecaster == forecaster.name(),
+                "--policy-init {}: that policy reads {:?}, not --policy-forecaster {:?}",
+                dir.display(),
+                p.config.forecaster,
+                forecaster.name()
+            );
+            eprintln!(
+                "starting from {} (version {})",
+                dir.display(),
+                p.config.version
+            );
+            Some(w)
+        }
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    let (weights, report) = ppo::train_from(&agents, &opts, init.as_ref(), |it, reward, v| {
+        eprintln!(
+            "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  validation: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
+            started.elapsed().as_secs_f64(),
+            opts.iterations,
+            v.cost_vs_oracle,
+            v.sla_pct,
+            v.objective
+        );
+    })?;
+    // Validation context: the references and the best checkpoint with
+    // guardrails, on the same validation segments.
+    let mut context = Vec::new();
+    let actor = crate::policy::rl::Actor::from_tensors(&weights, "actor")?;
+    let rl = crate::policy::rl::RlPolicy {
+        config: crate::policy::rl::PolicyConfig::default(),
+        actor,
+        last_action: crate::policy::rl::HOLD,
+    };
+    let mut candidates: Vec<Box<dyn crate::policy::Policy + Send>> = vec![
+        Box::new(crate::policy::reference::TargetTracking::default()),
+        Box::new(crate::policy::reference::Predictive {
+            forecaster: forecaster.name(),
+            target: None,
+        }),
+        Box::new(crate::policy::Guarded::new(
+            Box::new(rl),
+            crate::policy::GuardrailSettings::default(),
+        )),
+    ];
+    for p in &mut candidates {
+        let v = ppo::validate(&agents, p.as_mut());
+        eprintln!(
+            "validation, {:<22} cost/oracle {:.3}  SLA {:.2} %",
+            p.name(),
+            v.cost_vs_oracle,
+            v.sla_pct
+        );
+        context.push(serde_json::json!({"policy": p.name(), "validation": v}));
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("models").join("policy"));
+    let config = crate::policy::rl::PolicyConfig {
+        forecaster: forecaster.name(),
+        ..crate::policy::rl::PolicyConfig::default()
+    };
+    ppo::save(&out, &weights, &config)?;
+    std::fs::write(
+        out.join("training.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "command": command_line(),
+            "traces": traces.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            "options": opts,
+            "report": report,
+            "validation_context": context,
+        }))?,
+    )?;
+    eprintln!(
+        "best validation at iteration {}: cost/oracle {:.3}, SLA {:.2} % ({:.0} s); wrote {}",
+        report.best_iteration,
+        report.best.cost_vs_oracle,
+        report.best.sla_pct,
+        report.seconds,
+        out.display()
+    );
+    Ok(())
+}
