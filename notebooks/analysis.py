@@ -6,14 +6,14 @@
 # writes PNG figures to `reports/notebooks/`:
 #
 # 1. **Forecast analysis** from `forescale evaluate --dump-forecasts`
-#    (bitbrains-rnd test segments, EVAL.md): fan charts of a few series,
+#    (bitbrains-rnd test segments, EVAL.md (docs/forecast-evaluation.md)): fan charts of a few series,
 #    MAE and p10-p90 coverage by horizon step, per model.
 # 2. **Attention heatmap** of the shipped BiLSTM (features x steps, the
 #    paper's Fig. 2) for a real window: a service is started on a free
 #    port, the window pushed, and `GET /v1/groups/{g}/forecast?explain=true`
 #    read.
 # 3. **Policy comparison** from `models/policy/eval-main/scores.csv`
-#    (`forescale simulate`, POLICY_EVAL.md test segments): cost vs SLA per
+#    (`forescale simulate`, POLICY_EVAL.md (docs/policy-evaluation.md) test segments): cost vs SLA per
 #    policy and trace.
 #
 # One command (installs pandas + matplotlib into a venv, builds the

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # How sure is a median-MASE comparison?
 #
-# EVAL.md's headline point metric, median MASE, is the median over series
+# EVAL.md (docs/forecast-evaluation.md)'s headline point metric, median MASE, is the median over series
 # of test MAE / train seasonal-naive scale. On bitbrains-rnd that is a
 # median of 80 numbers, so it moves with which series happen to sit in
 # the middle. This script compares two models' forecast dumps series by
