@@ -21,7 +21,7 @@
 //! Beside the pipeline: [`cache`] (the embedding cache), [`metrics`]
 //! (Prometheus), [`data`] and [`eval`] (datasets and the forecast
 //! benchmark), [`sim`] (the policy simulator), [`train`] (fitting
-//! forecasters, PPO, retraining), [`plots`].
+//! forecasters, PPO, retraining).
 //!
 //! [`app`] is the use-case layer (a cached forecast, a decision cycle, a
 //! control-loop tick, a retrain round); [`http`] and [`cli`] are the
@@ -40,7 +40,6 @@ pub mod forecast;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
-pub mod plots;
 pub mod policy;
 pub mod sim;
 pub mod simd;

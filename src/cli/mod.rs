@@ -15,7 +15,6 @@ mod train;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 pub use crate::app::config::{GridArgs, ModelsArgs, StoreArgs};
 use crate::data::DatasetSource;
@@ -112,19 +111,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// A progress bar on standard error.
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{elapsed_precise}] {bar:30} {pos}/{len} {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_message(what.to_owned());
-    pb
 }
 
 /// This process's command line, as a user would type it.

@@ -4,13 +4,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
-use super::evaluate::{load_series, report_context, score_and_report};
+use super::evaluate::{load_series, report_context};
 use super::{DatasetArgs, GridArgs, ModelsArgs, command_line};
-use crate::eval::EvalOptions;
-use crate::forecast::{Forecaster, NeuralModel, neural};
 
 // The field docs are --help text, where <model> is a placeholder, not HTML.
 #[allow(rustdoc::invalid_html_tags)]
@@ -188,69 +185,13 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("models").join(&args.model));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let weights = out.join("model.safetensors");
-    trained.varmap.save(&weights)?;
-    let version = neural::content_version(&std::fs::read(&weights)?);
-    let params: usize = trained
-        .varmap
-        .all_vars()
-        .iter()
-        .map(|v| v.elem_count())
-        .sum();
-    let file = neural::ModelFile {
-        model: args.model.clone(),
-        version,
-        architecture: trained.cfg.clone(),
-        norm: trained.stats.clone(),
-        training: serde_json::json!({
-            "dataset": source.name(),
-            "command": command_line(),
-            "options": opts,
-            "parameters": params,
-            "seconds": trained.seconds,
-            "peak_rss_mb": trained.peak_rss_mb,
-            "best_epoch": trained.best_epoch,
-            "best_val_mae": trained.best_val_mae,
-            "naive_val_mae": trained.naive_val.0,
-            "naive_val_mase_median": trained.naive_val.1,
-            "train_windows": trained.train_windows,
-            "val_origins": trained.val_windows,
-            "log": trained.log,
-        }),
-    };
-    std::fs::write(
-        out.join("config.json"),
-        serde_json::to_string_pretty(&file)?,
-    )?;
-    // Load it back as the service would, then score it on the test segments.
-    let model = NeuralModel::load(&out)?;
-    eprintln!(
-        "saved {} ({params} parameters) to {}; scoring on the test segments",
-        args.model,
-        out.display()
-    );
-    let mut models: Vec<Forecaster> = Forecaster::NAMES
-        .iter()
-        .filter_map(|n| Forecaster::by_name(n))
-        .collect();
-    models.push(Forecaster::Neural(std::sync::Arc::new(model)));
     let ctx = report_context(&source, &series, report);
-    let scores = score_and_report(
-        &models,
-        &series,
-        &ctx,
-        EvalOptions::default(),
-        &out.join("eval"),
-        None,
-    )?;
-    crate::train::write_model_card(&out, &file, &trained, &scores, params)?;
+    crate::train::write_model_folder(&out, &args.model, &trained, &opts, &series, &ctx)?;
     println!("model card: {}", out.join("README.md").display());
     Ok(())
 }
 
 fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
-    use crate::sim::{self, SimForecaster};
     use crate::train::ppo;
     anyhow::ensure!(
         args.policy_gamma > 0.0 && args.policy_gamma <= 1.0,
@@ -271,30 +212,6 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         args.policy_validate_every >= 1,
         "--policy-validate-every must be at least 1"
     );
-    let registry = args.registry.load()?;
-    let forecaster =
-        SimForecaster::by_name(&args.policy_forecaster, &registry).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--policy-forecaster: no trained model {:?}",
-                args.policy_forecaster
-            )
-        })?;
-    let traces = sim::traces::load_spec(&args.data.root.data_root, &args.policy_traces)
-        .with_context(|| format!("--policy-traces {}", args.policy_traces))?;
-    eprintln!(
-        "forecasting {} traces with {} (once, reused by every rollout)",
-        traces.len(),
-        forecaster.name()
-    );
-    let tables = traces
-        .iter()
-        .map(|t| forecaster.table(t, 13, sim::SIM_HORIZON))
-        .collect::<Result<Vec<_>, _>>()?;
-    let agents: Vec<ppo::Agent> = traces
-        .iter()
-        .zip(&tables)
-        .map(|(t, f)| ppo::Agent::new(t, f))
-        .collect();
     let opts = ppo::PpoOptions {
         iterations: args.policy_iterations,
         guardrails: args.policy_guardrails,
@@ -310,94 +227,18 @@ fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {
         },
         ..ppo::PpoOptions::default()
     };
-    let init = match &args.policy_init {
-        Some(dir) => {
-            let (p, w) = crate::train::retrain::PolicyDir::new(dir)
-                .load()
-                .with_context(|| format!("--policy-init {}", dir.display()))?;
-            anyhow::ensure!(
-                p.config.forecaster == forecaster.name(),
-                "--policy-init {}: that policy reads {:?}, not --policy-forecaster {:?}",
-                dir.display(),
-                p.config.forecaster,
-                forecaster.name()
-            );
-            eprintln!(
-                "starting from {} (version {})",
-                dir.display(),
-                p.config.version
-            );
-            Some(w)
-        }
-        None => None,
-    };
-    let started = std::time::Instant::now();
-    let (weights, report) = ppo::train_from(&agents, &opts, init.as_ref(), |it, reward, v| {
-        eprintln!(
-            "[{:>6.1}s] iteration {it:>4}/{}  mean reward {reward:>8.4}  validation: cost/oracle {:.3}  SLA {:.2} %  objective {:.3}",
-            started.elapsed().as_secs_f64(),
-            opts.iterations,
-            v.cost_vs_oracle,
-            v.sla_pct,
-            v.objective
-        );
-    })?;
-    // Validation context: the references and the best checkpoint with
-    // guardrails, on the same validation segments.
-    let mut context = Vec::new();
-    let actor = crate::policy::rl::Actor::from_tensors(&weights, "actor")?;
-    let rl = crate::policy::rl::RlPolicy {
-        config: crate::policy::rl::PolicyConfig::default(),
-        actor,
-        last_action: crate::policy::rl::HOLD,
-    };
-    let mut candidates: Vec<Box<dyn crate::policy::Policy + Send>> = vec![
-        Box::new(crate::policy::reference::TargetTracking::default()),
-        Box::new(crate::policy::reference::Predictive {
-            forecaster: forecaster.name(),
-            target: None,
-        }),
-        Box::new(crate::policy::Guarded::new(
-            Box::new(rl),
-            crate::policy::GuardrailSettings::default(),
-        )),
-    ];
-    for p in &mut candidates {
-        let v = ppo::validate(&agents, p.as_mut());
-        eprintln!(
-            "validation, {:<22} cost/oracle {:.3}  SLA {:.2} %",
-            p.name(),
-            v.cost_vs_oracle,
-            v.sla_pct
-        );
-        context.push(serde_json::json!({"policy": p.name(), "validation": v}));
-    }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("models").join("policy"));
-    let config = crate::policy::rl::PolicyConfig {
-        forecaster: forecaster.name(),
-        ..crate::policy::rl::PolicyConfig::default()
-    };
-    ppo::save(&out, &weights, &config)?;
-    std::fs::write(
-        out.join("training.json"),
-        serde_json::to_vec_pretty(&serde_json::json!({
-            "command": command_line(),
-            "traces": traces.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
-            "options": opts,
-            "report": report,
-            "validation_context": context,
-        }))?,
-    )?;
-    eprintln!(
-        "best validation at iteration {}: cost/oracle {:.3}, SLA {:.2} % ({:.0} s); wrote {}",
-        report.best_iteration,
-        report.best.cost_vs_oracle,
-        report.best.sla_pct,
-        report.seconds,
-        out.display()
-    );
-    Ok(())
+    crate::train::policy::train_policy(&crate::train::policy::PolicyTraining {
+        registry: args.registry.load()?,
+        data_root: args.data.root.data_root.clone(),
+        traces: args.policy_traces.clone(),
+        forecaster: args.policy_forecaster.clone(),
+        init: args.policy_init.clone(),
+        opts,
+        out,
+        command: command_line(),
+    })
 }

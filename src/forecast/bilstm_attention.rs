@@ -67,7 +67,7 @@ impl Config {
             bidirectional,
             attention_dim: 64,
             lookback,
-            horizon: 12,
+            horizon: crate::domain::HORIZON,
             dropout: 0.3,
             window_scale: true,
         }

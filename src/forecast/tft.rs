@@ -83,7 +83,7 @@ impl TftConfig {
             hidden_continuous: 16,
             heads: 4,
             lookback,
-            horizon: 12,
+            horizon: crate::domain::HORIZON,
             dropout: 0.1,
             window_scale: true,
         }

@@ -36,11 +36,14 @@ use crate::forecast::neural::Architecture;
 use crate::forecast::tft::{Tft, TftConfig};
 
 mod card;
+mod folder;
+pub mod policy;
 pub mod ppo;
 pub mod retrain;
 mod rng;
 
 pub use card::write_model_card;
+pub use folder::write_model_folder;
 pub use rng::SplitMix64;
 
 /// Which network to train.

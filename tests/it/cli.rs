@@ -205,3 +205,63 @@ async fn unknown_dataset_and_model_are_clear_errors() {
         assert!(!out.exists(), "{flag} {value} wrote {}", out.display());
     }
 }
+
+/// `forescale serve` as a process: SIGTERM stops the server, then the
+/// control loop (here one managed group, forecast-only, against the
+/// emulator) finishes its tick and stops; the process exits 0.
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let moto = std::env::var("FORESCALE_TEST_MOTO_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:5000".to_owned());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_forescale"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--asg-groups",
+            "stop-test-asg",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--models-dir")
+        .arg(&models)
+        .args(["--aws-endpoint-url", &moto, "--aws-region", "us-east-1"])
+        .env("RUST_LOG", "info")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    // Wait until the first control-loop tick is done: the loop is running.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("control loop: tick done") {
+            break;
+        }
+    }
+    assert!(log.contains("forescale serving"), "{log}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    let stopped = log.find("control loop stopped").expect(&log);
+    let done = log.find("forescale stopped").expect(&log);
+    assert!(stopped < done, "{log}");
+}

@@ -310,3 +310,31 @@ async fn the_audit_and_the_kill_switch_over_http() {
     assert!(!r.wrote && !r.diff.is_empty(), "{:?}", t[0]);
     assert_eq!(r.write_calls, 0);
 }
+
+#[actix_web::test]
+async fn the_running_loop_finishes_its_tick_and_stops_when_told() {
+    let g = create_group(&unique_prefix("ctl-stop")).await;
+    put_metrics(&g, 50.0, 12).await;
+    let fixture = Fixture::new(Kind::Memory, "ctl-stop");
+    let mut ctl = control(&fixture, &g, false, Lease::Local).await;
+    // The first tick runs at once; the next would be an hour away.
+    ctl.settings.interval = Duration::from_secs(3600);
+    let ctl = Arc::new(ctl);
+    let shutdown = forescale::app::Shutdown::default();
+    let running = ctl.clone().spawn(shutdown.clone());
+    let pulled = async {
+        while ctl.state.store.newest(&g).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), pulled)
+        .await
+        .expect("the first tick pulls the group's metrics");
+    assert!(!running.is_finished(), "the loop waits for its next tick");
+    shutdown.signal();
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the loop stops within its tick once told")
+        .expect("the loop ends without a panic");
+    assert!(shutdown.is_signalled());
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use crate::eval::{ForecastSink, ModelScores};
+use super::{ForecastSink, ModelScores};
 use crate::forecast::QuantileForecast;
 
 /// Collects the forecasts of a few series for fan charts.

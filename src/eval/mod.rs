@@ -5,6 +5,9 @@
 //! each the model reads rows [0, t) and forecasts t .. t+H-1. Metrics are on
 //! the original scale (CPU %), over all series, origins and horizon steps.
 
+pub mod plots;
+pub mod run;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
