@@ -141,7 +141,10 @@ pub async fn forecast_window(
     if explain
         && matches!(
             model,
-            Forecaster::Naive { .. } | Forecaster::SeasonalNaive { .. }
+            Forecaster::Naive { .. }
+                | Forecaster::SeasonalNaive { .. }
+                | Forecaster::Ets
+                | Forecaster::Mstl
         )
     {
         return Err(AppError::bad(

@@ -10,7 +10,9 @@ use super::{DatasetArgs, GridArgs, ModelsArgs, command_line, resolve_models};
 use crate::data::{self, DatasetSource};
 use crate::domain::HORIZON;
 use crate::eval::run::score_and_report;
+use crate::eval::suite::run_suite;
 use crate::eval::{EvalOptions, ReportContext};
+use crate::forecast::Forecaster;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
@@ -40,6 +42,25 @@ pub struct EvaluateArgs {
     pub dump_forecasts: Option<PathBuf>,
     #[command(flatten)]
     pub grid: GridArgs,
+    /// Instead of one dataset: the generalisation suite (`v2`), every
+    /// model on the five datasets of docs/forecast-evaluation.md, scored
+    /// against naive (which it adds when not named); one report per
+    /// dataset in --out, and the suite's table, CSV and ratio charts.
+    #[arg(
+        long,
+        env = "FORESCALE_SUITE",
+        value_enum,
+        conflicts_with = "dump_forecasts"
+    )]
+    pub suite: Option<Suite>,
+}
+
+/// A suite of datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// EVAL.md v2: bitbrains-rnd, azure-v1-cpu, google2019-job-tasks,
+    /// datacenter-aggregates, nab-aws-cloudwatch.
+    V2,
 }
 
 /// Load a dataset and put it on the EVAL.md grid.
@@ -72,7 +93,36 @@ pub(super) fn report_context(
 
 pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     let registry = args.registry.load()?;
-    let models = resolve_models(&args.models, &registry)?;
+    let mut models = resolve_models(&args.models, &registry)?;
+    if let Some(Suite::V2) = args.suite {
+        if !models.iter().any(|m| m.name() == "naive") {
+            models.extend(Forecaster::by_name("naive"));
+        }
+        let opts = EvalOptions {
+            horizon: args.horizon,
+            ..EvalOptions::default()
+        };
+        let rows = run_suite(
+            &models,
+            &args.data.root.data_root,
+            args.grid.step_seconds,
+            opts,
+            &args.out,
+            &command_line(),
+        )?;
+        println!(
+            "{:<24} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "dataset", "model", "WQL", "MAE", "WQL/nv", "MAE/nv", "cov80"
+        );
+        for r in &rows {
+            println!(
+                "{:<24} {:<8} {:>8.4} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                r.dataset, r.model, r.wql, r.mae, r.wql_ratio, r.mae_ratio, r.coverage
+            );
+        }
+        println!("report: {}", args.out.join("report.md").display());
+        return Ok(());
+    }
     let (source, series, report) = load_series(&args.data, args.grid.step_seconds)?;
     let opts = EvalOptions {
         horizon: args.horizon,

@@ -7,6 +7,7 @@
 
 pub mod plots;
 pub mod run;
+pub mod suite;
 
 use std::io::Write;
 use std::path::Path;

@@ -246,3 +246,87 @@ pub fn calibration(path: &Path, scores: &[ModelScores]) -> anyhow::Result<()> {
         .map_err(err)?;
     root.present().map_err(err)
 }
+
+/// Grouped bars: for each dataset (a group on the x axis), one bar per
+/// model of its value (a ratio to naive), with the line at 1. Values
+/// above the top of the axis are drawn to it and labelled.
+pub fn ratio_bars(
+    path: &Path,
+    title: &str,
+    datasets: &[&str],
+    models: &[&str],
+    values: &[Vec<f64>],
+) -> anyhow::Result<()> {
+    let finite = values.iter().flatten().copied().filter(|v| v.is_finite());
+    let top = finite.fold(1.5f64, f64::max).min(3.0) * 1.05;
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let groups = datasets.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..groups, 0f64..top)
+        .map_err(err)?;
+    let names: Vec<String> = datasets.iter().map(|d| (*d).to_owned()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(datasets.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.26 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("ratio to naive")
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / models.len().max(1) as f64;
+    for (mi, m) in models.iter().enumerate() {
+        let color = Palette99::pick(mi).to_rgba();
+        let bars = values
+            .get(mi)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(di, v)| {
+                let x0 = di as f64 + 0.1 + mi as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v.min(top))], color.filled())
+            });
+        chart
+            .draw_series(bars)
+            .map_err(err)?
+            .label((*m).to_owned())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        let clipped = values
+            .get(mi)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite() && **v > top)
+            .map(|(di, v)| {
+                let x0 = di as f64 + 0.1 + mi as f64 * width;
+                Text::new(format!("{v:.1}"), (x0, top * 0.97), ("sans-serif", 11))
+            });
+        chart.draw_series(clipped).map_err(err)?;
+    }
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, 1.0), (groups, 1.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(err)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}

@@ -10,11 +10,16 @@
 //! each horizon h; for seasonal naive, `y[t] - y[t-288]`. Quantiles are
 //! clamped at 0 (CPU cannot be negative) and sorted, so p10 <= p50 <= p90
 //! always holds.
+//!
+//! The statistical models `ets` (AutoETS) and `mstl` (MSTL with a daily
+//! season where one is detected) come from `augurs` ([`statistical`]);
+//! the trained networks from `models/` ([`neural`]).
 
 mod baseline;
 pub mod bilstm_attention;
 pub mod fast;
 pub mod neural;
+pub mod statistical;
 pub mod tft;
 
 use std::collections::BTreeMap;
@@ -80,13 +85,18 @@ pub enum Forecaster {
         period: usize,
         calibration: usize,
     },
+    /// AutoETS, refitted on the last day at every call (`ets`).
+    Ets,
+    /// MSTL with a daily season where one is detected, else AutoETS
+    /// (`mstl`).
+    Mstl,
     /// A trained network (`bilstm`, `lstm`).
     Neural(Arc<NeuralModel>),
 }
 
 impl Forecaster {
-    /// Names of the baselines, always available.
-    pub const NAMES: [&'static str; 2] = ["naive", "snaive"];
+    /// Names of the models that need no weights, always available.
+    pub const NAMES: [&'static str; 4] = ["naive", "snaive", "ets", "mstl"];
 
     /// The baseline of that name with default settings.
     pub fn by_name(name: &str) -> Option<Self> {
@@ -98,6 +108,8 @@ impl Forecaster {
                 period: DAY_STEPS,
                 calibration: DEFAULT_CALIBRATION,
             }),
+            "ets" => Some(Self::Ets),
+            "mstl" => Some(Self::Mstl),
             _ => None,
         }
     }
@@ -106,6 +118,8 @@ impl Forecaster {
         match self {
             Self::Naive { .. } => "naive",
             Self::SeasonalNaive { .. } => "snaive",
+            Self::Ets => "ets",
+            Self::Mstl => "mstl",
             Self::Neural(m) => m.name(),
         }
     }
@@ -113,7 +127,7 @@ impl Forecaster {
     /// Longest horizon the model forecasts.
     pub fn max_horizon(&self) -> usize {
         match self {
-            Self::Naive { .. } | Self::SeasonalNaive { .. } => MAX_HORIZON,
+            Self::Naive { .. } | Self::SeasonalNaive { .. } | Self::Ets | Self::Mstl => MAX_HORIZON,
             Self::Neural(m) => m.horizon(),
         }
     }
@@ -126,6 +140,8 @@ impl Forecaster {
                 period,
                 calibration,
             } => calibration + period,
+            Self::Ets => statistical::ETS_LOOKBACK,
+            Self::Mstl => statistical::MSTL_LOOKBACK,
             Self::Neural(m) => m.lookback(),
         }
     }
@@ -138,7 +154,7 @@ impl Forecaster {
                 m.explain(history)
                     .map_err(|e| ForecastError::Model(e.to_string())),
             ),
-            Self::Naive { .. } | Self::SeasonalNaive { .. } => None,
+            Self::Naive { .. } | Self::SeasonalNaive { .. } | Self::Ets | Self::Mstl => None,
         }
     }
 
@@ -162,6 +178,8 @@ impl Forecaster {
         match self {
             Self::Naive { .. } => baseline::naive(&y, horizon),
             Self::SeasonalNaive { period, .. } => baseline::seasonal_naive(&y, *period, horizon),
+            Self::Ets => statistical::ets(&y, horizon),
+            Self::Mstl => statistical::mstl(&y, horizon),
             Self::Neural(_) => unreachable!("handled above"),
         }
     }

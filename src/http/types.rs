@@ -115,7 +115,8 @@ pub struct GroupList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
-    /// Model name: `naive`, `snaive`, or a trained model (`bilstm`, `lstm`, `tft`).
+    /// Model name: `naive`, `snaive`, `ets`, `mstl`, or a trained model
+    /// (`bilstm`, `lstm`, `tft`).
     /// Default: the service's default model (`bilstm` when it is loaded).
     pub model: Option<String>,
     /// Steps ahead: 1 to 288 for the baselines, 1 to the model's horizon
@@ -345,7 +346,7 @@ pub struct StatelessForecastRequest {
     /// History, any order; gridded like stored samples.
     #[schema(min_items = 1)]
     pub samples: Vec<IngestSample>,
-    /// `naive`, `snaive` or a trained model; default: the service's default model.
+    /// `naive`, `snaive`, `ets`, `mstl` or a trained model; default: the service's default model.
     pub model: Option<String>,
     /// Steps ahead, 1 to 288; default 12.
     #[schema(minimum = 1, maximum = 288)]

@@ -265,3 +265,44 @@ fn serve_stops_cleanly_on_sigterm() {
     let done = log.find("forescale stopped").expect(&log);
     assert!(stopped < done, "{log}");
 }
+
+/// `evaluate --suite v2`: every dataset of the suite, naive added when not
+/// named, ratios to it, the geometric means and the charts.
+#[actix_web::test]
+async fn the_generalisation_suite_scores_every_dataset_against_naive() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = shared_data();
+    let out = dir.path().join("suite");
+    forescale(&[
+        "evaluate",
+        "--suite",
+        "v2",
+        "--models",
+        "snaive",
+        "--data-root",
+        root.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    let mut r = csv::Reader::from_path(out.join("suite.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 10, "2 models x 5 datasets");
+    let datasets: std::collections::BTreeSet<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(datasets.len(), 5);
+    for row in &rows {
+        let (wql_ratio, mae_ratio): (f64, f64) = (row[8].parse().unwrap(), row[9].parse().unwrap());
+        if &row[1] == "naive" {
+            assert_eq!((wql_ratio, mae_ratio), (1.0, 1.0), "{row:?}");
+        } else {
+            assert!(wql_ratio > 0.0 && mae_ratio > 0.0, "{row:?}");
+        }
+        assert!(out.join(&row[0]).join("metrics.csv").is_file());
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| naive | 1.000 | 1.000 |"), "{report}");
+    assert!(report.contains("## nab-aws-cloudwatch"));
+    assert!(out.join("plots/ratios-wql.svg").is_file());
+    assert!(out.join("plots/ratios-mae.svg").is_file());
+}

@@ -60,7 +60,7 @@ async fn ingest_a_real_trace_then_forecast() {
     let v: Value = test::read_body_json(resp).await;
     assert_eq!(v, json!({"accepted": 600}));
 
-    for model in ["naive", "snaive"] {
+    for model in ["naive", "snaive", "ets", "mstl"] {
         let req = TestRequest::get()
             .uri(&format!(
                 "/v1/groups/vm-027/forecast?model={model}&horizon=12"
@@ -337,6 +337,12 @@ async fn bad_input_is_a_4xx_json_error_and_changes_nothing() {
             TestRequest::get().uri("/v1/groups/nobody/forecast"),
             404,
             "group",
+        ),
+        (
+            "explain on a statistical model",
+            TestRequest::get().uri("/v1/groups/g/forecast?model=ets&explain=true"),
+            400,
+            "explain",
         ),
         (
             "too little history for snaive",

@@ -86,7 +86,10 @@ async fn train_a_tiny_model_then_serve_it() {
 
     // The service loads it from a models folder and serves it by name.
     let registry = ModelRegistry::load_dir(dir.path()).unwrap();
-    assert_eq!(registry.names(), ["naive", "snaive", "bilstm"]);
+    assert_eq!(
+        registry.names(),
+        ["naive", "snaive", "ets", "mstl", "bilstm"]
+    );
     let f = Fixture::new(Kind::Memory, "neural");
     let mut state = f.app_state().await;
     state.models = registry;
