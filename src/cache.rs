@@ -9,9 +9,10 @@
 //! fingerprint (a hash of the encoded input) makes a late sample that
 //! changes an earlier step of the window a miss instead of a stale hit.
 //!
-//! Redis key: `{prefix}:emb2:{model}:{version}:{group}:{end}:{fingerprint}`,
-//! value: little-endian f32s (`last_cpu`, `scale`, then the embedding),
-//! `EX` = TTL. (`emb2`: the layout with `scale`.)
+//! Redis key: `{prefix}:emb3:{model}:{version}:{group}:{end}:{fingerprint}`,
+//! value: little-endian f32s (`last_cpu`, `scale`, `shift`, `unit`, then
+//! the embedding), `EX` = TTL. (`emb3`: the layout with the window's
+//! target scaling.)
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use crate::features::ModelInput;
 use crate::forecast::Embedding as CachedEmbedding;
 
 fn to_bytes(e: &CachedEmbedding) -> Vec<u8> {
-    [e.last_cpu, e.scale]
+    [e.last_cpu, e.scale, e.shift, e.unit]
         .into_iter()
         .chain(e.embedding.iter().copied())
         .flat_map(f32::to_le_bytes)
@@ -32,7 +33,7 @@ fn to_bytes(e: &CachedEmbedding) -> Vec<u8> {
 }
 
 fn from_bytes(b: &[u8]) -> Option<CachedEmbedding> {
-    if b.len() < 12 || !b.len().is_multiple_of(4) {
+    if b.len() < 20 || !b.len().is_multiple_of(4) {
         return None;
     }
     let mut v = b
@@ -40,9 +41,13 @@ fn from_bytes(b: &[u8]) -> Option<CachedEmbedding> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     let last_cpu = v.next()?;
     let scale = v.next()?;
+    let shift = v.next()?;
+    let unit = v.next()?;
     Some(CachedEmbedding {
         last_cpu,
         scale,
+        shift,
+        unit,
         embedding: v.collect(),
     })
 }
@@ -76,16 +81,18 @@ impl CacheKey {
 
     fn redis_key(&self, prefix: &str) -> String {
         format!(
-            "{prefix}:emb2:{}:{}:{}:{}:{:016x}",
+            "{prefix}:emb3:{}:{}:{}:{}:{:016x}",
             self.model, self.version, self.group, self.window_end, self.fingerprint
         )
     }
 }
 
-/// FNV-1a over the input's bits.
+/// FNV-1a over the input's bits (values, mask and the target's window
+/// scaling).
 pub fn fingerprint(input: &ModelInput) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in input.values.iter().chain(&input.mask) {
+    let scaling = [input.shift, input.unit];
+    for v in input.values.iter().chain(&input.mask).chain(&scaling) {
         for b in v.to_bits().to_le_bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -307,6 +314,8 @@ mod tests {
             values: vec![end as f32],
             mask: vec![1.0],
             future: Vec::new(),
+            shift: 0.0,
+            unit: 1.0,
         };
         CacheKey::new(
             "bilstm",
@@ -321,6 +330,8 @@ mod tests {
         CachedEmbedding {
             last_cpu: x,
             scale: 1.0 + x,
+            shift: 2.0 * x,
+            unit: 3.0 + x,
             embedding: vec![x, x + 1.0],
         }
     }
@@ -349,6 +360,8 @@ mod tests {
             values: vec![1.0],
             mask: vec![1.0],
             future: Vec::new(),
+            shift: 0.0,
+            unit: 1.0,
         };
         let b = ModelInput {
             values: vec![1.5],
@@ -357,6 +370,15 @@ mod tests {
         assert_ne!(
             CacheKey::new("m", "v", &g, 0, &a),
             CacheKey::new("m", "v", &g, 0, &b)
+        );
+        // The same shape at another level is another window.
+        let c = ModelInput {
+            shift: 5.0,
+            ..a.clone()
+        };
+        assert_ne!(
+            CacheKey::new("m", "v", &g, 0, &a),
+            CacheKey::new("m", "v", &g, 0, &c)
         );
     }
 

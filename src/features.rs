@@ -2,7 +2,10 @@
 //! availability mask. Pure and synchronous.
 //!
 //! - Measured features are z-scored with [`NormStats`] that travel with a
-//!   model (fit on its training split only).
+//!   model (fit on its training split only), or, for models trained with
+//!   window inputs, scaled by the window itself ([`normalise_rows`]), so
+//!   that no absolute level (memory at 90 %, a group ten times larger)
+//!   decides a forecast.
 //! - An absent value (never sent, or in a missing row) gets the neutral
 //!   value, the training mean, i.e. 0 after normalisation, and mask 0.
 //! - Calendar features come from the row's timestamp (UTC) and are always
@@ -30,6 +33,12 @@ pub struct NormStats {
     /// one. Off (older models): CPU as it is.
     #[serde(default)]
     pub log_target: bool,
+    /// Scale every measured feature by its own window instead of `mean` /
+    /// `std` ([`normalise_rows`]): no absolute level reaches the network,
+    /// and a forecast is equivariant to the scale of a group's load. The
+    /// calendar keeps the global statistics. Off (older models): global.
+    #[serde(default)]
+    pub per_window: bool,
 }
 
 /// Smallest standard deviation used; a constant feature is divided by 1.
@@ -42,6 +51,7 @@ impl NormStats {
             mean: vec![0.0; N_FEATURES],
             std: vec![1.0; N_FEATURES],
             log_target: false,
+            per_window: false,
         }
     }
 
@@ -60,8 +70,8 @@ impl NormStats {
         (self.transform(j, x) - self.mean[j]) / self.std[j]
     }
 
-    /// A normalised target back to CPU %, clamped at 0 (monotone, so the
-    /// order of quantiles is kept).
+    /// A normalised target back to CPU % under the global statistics,
+    /// clamped at 0 (monotone, so the order of quantiles is kept).
     pub fn denormalise_target(&self, z: f32) -> f32 {
         let v = z * self.std[TARGET] + self.mean[TARGET];
         if self.log_target { v.exp_m1() } else { v }.max(0.0)
@@ -154,10 +164,107 @@ pub struct ModelInput {
     /// Known future inputs, row-major `[H, 3]`: the normalised calendar of
     /// the forecast steps (models that read them: the TFT); empty otherwise.
     pub future: Vec<f32>,
+    /// The target's window scaling: CPU = `shift + unit * z` for a
+    /// normalised value z. (0, 1) under global statistics.
+    pub shift: f32,
+    pub unit: f32,
+}
+
+/// Relative floor of the target's unit in a window: a flat window of
+/// level m gets 2 % of |m|, so the unit scales with the load.
+pub const WINDOW_REL_FLOOR: f32 = 0.02;
+/// Floor of a covariate's unit in a window, as a share of its global
+/// standard deviation: a near-constant covariate's noise is not blown up,
+/// and its level never enters.
+pub const COVARIATE_FLOOR: f32 = 0.1;
+/// Absolute floor of every unit (a window of zeros).
+pub const WINDOW_ABS_FLOOR: f32 = 1e-3;
+
+/// Normalise `steps` raw rows, row-major `[steps][23]` with NaN where
+/// absent (calendar columns raw), per window: each measured feature minus
+/// the mean of its present values in the window, over their standard
+/// deviation plus a floor: [`WINDOW_REL_FLOOR`] x |mean| for the target
+/// (scale-equivariant), [`COVARIATE_FLOOR`] x the global standard
+/// deviation for a covariate (shift-invariant), and [`WINDOW_ABS_FLOOR`];
+/// the calendar by the global statistics. Returns the values, the mask
+/// and the target's (shift, unit).
+pub fn normalise_rows(raw: &[f32], stats: &NormStats) -> (Vec<f32>, Vec<f32>, f32, f32) {
+    let steps = raw.len() / N_FEATURES;
+    let mut values = vec![0.0; raw.len()];
+    let mut mask = vec![0.0; raw.len()];
+    let (mut shift, mut unit) = (0.0, 1.0);
+    for j in 0..N_FEATURES {
+        let col = (0..steps).map(|i| raw[i * N_FEATURES + j]);
+        if j >= N_MEASURED {
+            for (i, x) in col.enumerate().filter(|(_, x)| !x.is_nan()) {
+                values[i * N_FEATURES + j] = stats.normalise(j, x);
+                mask[i * N_FEATURES + j] = 1.0;
+            }
+            continue;
+        }
+        let (mut n, mut sum) = (0usize, 0f64);
+        for x in col.clone().filter(|x| !x.is_nan()) {
+            n += 1;
+            sum += f64::from(x);
+        }
+        if n == 0 {
+            continue;
+        }
+        let m = sum / n as f64;
+        let var = col
+            .clone()
+            .filter(|x| !x.is_nan())
+            .map(|x| (f64::from(x) - m).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let floor = if j == TARGET {
+            f64::from(WINDOW_REL_FLOOR) * m.abs()
+        } else {
+            f64::from(COVARIATE_FLOOR) * f64::from(stats.std[j])
+        };
+        let u = (var.sqrt() + floor + f64::from(WINDOW_ABS_FLOOR)) as f32;
+        let m = m as f32;
+        for (i, x) in col.enumerate().filter(|(_, x)| !x.is_nan()) {
+            values[i * N_FEATURES + j] = (x - m) / u;
+            mask[i * N_FEATURES + j] = 1.0;
+        }
+        if j == TARGET {
+            (shift, unit) = (m, u);
+        }
+    }
+    (values, mask, shift, unit)
+}
+
+/// The raw rows of `rows`, left-padded to `steps`: row-major `[steps][23]`,
+/// NaN where absent, the calendar as computed from the timestamps.
+pub fn raw_rows(rows: &[WindowRow], steps: usize) -> Vec<f32> {
+    let rows = &rows[rows.len().saturating_sub(steps)..];
+    let pad = steps - rows.len();
+    let mut raw = vec![f32::NAN; steps * N_FEATURES];
+    for (i, row) in rows.iter().enumerate() {
+        let base = (pad + i) * N_FEATURES;
+        for (j, v) in row_features(row).iter().enumerate() {
+            if let Some(x) = v {
+                raw[base + j] = *x;
+            }
+        }
+    }
+    raw
 }
 
 /// Encode the last `steps` rows of a window.
 pub fn encode(window: &MetricWindow, stats: &NormStats, steps: usize) -> ModelInput {
+    if stats.per_window {
+        let (values, mask, shift, unit) = normalise_rows(&raw_rows(&window.rows, steps), stats);
+        return ModelInput {
+            steps,
+            values,
+            mask,
+            future: Vec::new(),
+            shift,
+            unit,
+        };
+    }
     let rows = &window.rows[window.rows.len().saturating_sub(steps)..];
     let pad = steps - rows.len();
     let mut values = vec![0.0; steps * N_FEATURES];
@@ -176,6 +283,8 @@ pub fn encode(window: &MetricWindow, stats: &NormStats, steps: usize) -> ModelIn
         values,
         mask,
         future: Vec::new(),
+        shift: 0.0,
+        unit: 1.0,
     }
 }
 
@@ -238,6 +347,37 @@ mod tests {
     }
 
     #[test]
+    fn window_inputs_scale_with_the_load_and_ignore_levels() {
+        let raw = |cpu_scale: f32, mem_shift: f32| -> Vec<f32> {
+            let mut r = vec![f32::NAN; 6 * N_FEATURES];
+            for i in 0..6 {
+                r[i * N_FEATURES] = cpu_scale * (10.0 + i as f32);
+                r[i * N_FEATURES + 4] = mem_shift + 30.0 + (i % 2) as f32;
+                r[i * N_FEATURES + N_MEASURED] = 0.5;
+            }
+            r
+        };
+        let mut stats = NormStats::identity();
+        stats.per_window = true;
+        stats.std[4] = 10.0;
+        let (a, mask, shift, unit) = normalise_rows(&raw(1.0, 0.0), &stats);
+        let (b, _, shift_b, unit_b) = normalise_rows(&raw(7.0, 0.0), &stats);
+        let (c, _, _, _) = normalise_rows(&raw(1.0, 55.0), &stats);
+        assert!((shift - 12.5).abs() < 1e-5);
+        assert!((shift_b - 7.0 * shift).abs() < 1e-4);
+        assert!((unit_b - 7.0 * unit).abs() < 1e-3 * unit_b);
+        for i in 0..6 {
+            let at = i * N_FEATURES;
+            assert!((a[at] - b[at]).abs() < 1e-3, "CPU shape kept at any scale");
+            assert_eq!(a[at + 4], c[at + 4], "memory level never enters");
+            assert_eq!(a[at + N_MEASURED], 0.5, "calendar by the global statistics");
+            assert_eq!((mask[at + 1], a[at + 1]), (0.0, 0.0), "absent: neutral");
+        }
+        // CPU back: shift + unit * z.
+        assert!((shift + unit * a[5 * N_FEATURES] - 15.0).abs() < 1e-4);
+    }
+
+    #[test]
     fn fit_uses_only_present_values() {
         let mut a = [None; N_MEASURED];
         a[0] = Some(1.0);
@@ -275,6 +415,10 @@ mod tests {
             prop_assert_eq!(x.values.len(), steps * N_FEATURES);
             prop_assert!(x.values.iter().all(|v| v.is_finite()));
             prop_assert!(x.mask.iter().all(|m| *m == 0.0 || *m == 1.0));
+            let per_window = NormStats { per_window: true, ..stats };
+            let y = encode(&w, &per_window, steps);
+            prop_assert!(y.values.iter().all(|v| v.is_finite()));
+            prop_assert!(y.shift.is_finite() && y.unit > 0.0);
         }
     }
 }

@@ -120,6 +120,13 @@ pub struct TrainArgs {
     #[arg(long, env = "FORESCALE_TRAIN_LOG_TARGET", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub log_target: bool,
+    /// Scale every measured input and the target by the window the model
+    /// reads (mean and standard deviation of each feature over the
+    /// look-back) instead of the training set's statistics, so no absolute
+    /// level decides a forecast and forecasts scale with a group's load.
+    /// Models CPU itself (--log-target does not apply).
+    #[arg(long, env = "FORESCALE_TRAIN_WINDOW_INPUTS")]
+    pub window_inputs: bool,
     /// Average the weights over training (exponential moving average with
     /// this decay per step; 0 = off). Validation, early stopping and the
     /// saved model then use the averaged weights.
@@ -166,7 +173,8 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         hidden: args.hidden,
         scale_weighting: args.scale_weighting,
         window_scale: args.window_scale,
-        log_target: args.log_target,
+        log_target: args.log_target && !args.window_inputs,
+        window_inputs: args.window_inputs,
         ema_decay: args.ema_decay,
         fit_end_pct: args.fit_end_pct,
         covariate_dropout: args.covariate_dropout,

@@ -97,6 +97,10 @@ pub struct Embedding {
     pub last_cpu: f32,
     /// The head's unit for this window (`Config::window_scale`).
     pub scale: f32,
+    /// The input's target scaling (`ModelInput::shift`, `unit`): what turns
+    /// the head's normalised quantiles back into CPU for window inputs.
+    pub shift: f32,
+    pub unit: f32,
     /// z = [context | last step].
     pub embedding: Vec<f32>,
 }
@@ -279,10 +283,14 @@ impl NeuralModel {
             let raw = o.raw.reshape((b, 3 * h))?.to_vec2::<f32>()?;
             let last = o.last_cpu.flatten_all()?.to_vec1::<f32>()?;
             let scale = o.scale.flatten_all()?.to_vec1::<f32>()?;
-            for ((embedding, last_cpu), scale) in raw.into_iter().zip(last).zip(scale) {
+            for (((embedding, last_cpu), scale), x) in
+                raw.into_iter().zip(last).zip(scale).zip(chunk)
+            {
                 out.push(Embedding {
                     last_cpu,
                     scale,
+                    shift: x.shift,
+                    unit: x.unit,
                     embedding,
                 });
             }
@@ -308,7 +316,8 @@ impl NeuralModel {
                 }
                 let q = fast.forward(&buf, threads_for(inputs.len()));
                 Ok(q.chunks_exact(3 * self.horizon())
-                    .map(|steps| self.denormalise_flat(steps))
+                    .zip(inputs)
+                    .map(|(steps, x)| self.denormalise_flat(steps, x.shift, x.unit))
                     .collect())
             }
             Net::Tft(_) => {
@@ -319,7 +328,7 @@ impl NeuralModel {
                     .map(|e| {
                         let mut q = vec![0.0; 3 * self.horizon()];
                         super::fast::quantiles(&e.embedding, e.last_cpu, e.scale, &mut q);
-                        self.denormalise_flat(&q)
+                        self.denormalise_flat(&q, e.shift, e.unit)
                     })
                     .collect())
             }
@@ -397,6 +406,8 @@ impl NeuralModel {
                 Ok(Embedding {
                     last_cpu,
                     scale,
+                    shift: input.shift,
+                    unit: input.unit,
                     embedding,
                 })
             }
@@ -424,10 +435,13 @@ impl NeuralModel {
                 Ok(fast
                     .embed_many(&buf, threads_for(inputs.len()))
                     .chunks_exact(zd + 2)
-                    .map(|c| Embedding {
+                    .zip(inputs)
+                    .map(|(c, x)| Embedding {
                         embedding: c[..zd].to_vec(),
                         last_cpu: c[zd],
                         scale: c[zd + 1],
+                        shift: x.shift,
+                        unit: x.unit,
                     })
                     .collect())
             }
@@ -453,18 +467,25 @@ impl NeuralModel {
             Net::Recurrent { fast, .. } => fast.head(&e.embedding, e.last_cpu, e.scale, &mut q),
             Net::Tft(_) => super::fast::quantiles(&e.embedding, e.last_cpu, e.scale, &mut q),
         }
-        let mut f = self.denormalise_flat(&q);
+        let mut f = self.denormalise_flat(&q, e.shift, e.unit);
         f.truncate(horizon);
         Ok(f)
     }
 
     /// Normalised quantiles, flat [H * 3] -> CPU %, clamped at 0
-    /// (monotone, so the order p10 <= p50 <= p90 is kept).
-    fn denormalise_flat(&self, q: &[f32]) -> QuantileForecast {
+    /// (monotone, so the order p10 <= p50 <= p90 is kept): by the window's
+    /// (shift, unit) for window inputs, else by the global statistics.
+    fn denormalise_flat(&self, q: &[f32], shift: f32, unit: f32) -> QuantileForecast {
         let norm = &self.file.norm;
         let de = |k: usize| -> Vec<f32> {
             q.chunks_exact(3)
-                .map(|s| norm.denormalise_target(s[k]))
+                .map(|s| {
+                    if norm.per_window {
+                        (shift + unit * s[k]).max(0.0)
+                    } else {
+                        norm.denormalise_target(s[k])
+                    }
+                })
                 .collect()
         };
         QuantileForecast {

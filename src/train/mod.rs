@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::data::{GriddedSeries, TRAIN_END_PCT, VAL_END_PCT};
 use crate::domain::{N_FEATURES, N_MEASURED, TARGET};
 use crate::eval::{AbsErrors, mase_scale};
-use crate::features::{NormStats, encode};
+use crate::features::{NormStats, encode, normalise_rows, raw_rows};
 use crate::forecast::DAY_STEPS;
 use crate::forecast::bilstm_attention::{
     BiLstmAttention, Config, MaskSource, pinball_loss, weighted_pinball_loss,
@@ -110,8 +110,15 @@ pub struct TrainOptions {
     pub scale_weighting: bool,
     /// Head in units of the window's volatility ([`Config::window_scale`]).
     pub window_scale: bool,
-    /// Model log(1 + cpu) ([`NormStats::log_target`]).
+    /// Model log(1 + cpu) ([`NormStats::log_target`]). Ignored with
+    /// `window_inputs`, which model CPU itself.
     pub log_target: bool,
+    /// Scale every measured input and the target by the window itself
+    /// ([`NormStats::per_window`]) instead of the training set's
+    /// statistics: inputs that transfer to groups unlike the training
+    /// data.
+    #[serde(default)]
+    pub window_inputs: bool,
     /// Keep an exponential moving average of the weights with this decay
     /// per optimiser step (0: off). When on, validation, early stopping
     /// and the saved model use the averaged weights; the raw weights'
@@ -154,6 +161,7 @@ impl Default for TrainOptions {
             scale_weighting: false,
             window_scale: false,
             log_target: true,
+            window_inputs: false,
             ema_decay: 0.0,
             fit_end_pct: TRAIN_END_PCT,
             covariate_dropout: 0.0,
@@ -279,6 +287,8 @@ impl std::fmt::Debug for Trained {
 
 /// Normalised inputs and targets of one series.
 struct Prepared {
+    /// `[n][23]`: normalised by the global statistics; for window inputs,
+    /// raw (NaN where absent), normalised window by window in [`gather`].
     x: Vec<f32>,
     y_norm: Vec<f32>,
     y_raw: Vec<f32>,
@@ -291,7 +301,11 @@ fn prepare(series: &[GriddedSeries], stats: &NormStats) -> Vec<Prepared> {
         .iter()
         .map(|s| {
             let n = s.window.rows.len();
-            let x = encode(&s.window, stats, n).values;
+            let x = if stats.per_window {
+                raw_rows(&s.window.rows, n)
+            } else {
+                encode(&s.window, stats, n).values
+            };
             let y_raw = s.target();
             let y_norm = y_raw.iter().map(|v| stats.normalise(TARGET, *v)).collect();
             let scale = mase_scale(&y_raw[..s.split.train_end], DAY_STEPS);
@@ -321,41 +335,66 @@ fn drop_covariates(window: &mut [f32], p: f64, rng: &mut SplitMix64) {
 /// (series, origin): the window is rows [t - L, t), the target [t, t + H).
 type Origin = (usize, usize);
 
-/// Inputs [B, L, 23], known future inputs [B, H, known] (the calendar
-/// columns of the target rows; `known` = 0 for the recurrent networks) and
-/// targets [B, H] of the origins.
+/// A batch: inputs [B, L, 23], known future inputs [B, H, known] (the
+/// calendar columns of the target rows; `known` = 0 for the recurrent
+/// networks), targets [B, H], and each window's target (shift, unit) to
+/// turn normalised forecasts back into CPU.
+struct Batch {
+    x: Tensor,
+    future: Tensor,
+    y: Tensor,
+    scaling: Vec<(f32, f32)>,
+}
+
+/// The batch of the origins `idx`.
 ///
 /// `absent`: (probability, rng) of [`TrainOptions::covariate_dropout`];
 /// `None` (or probability 0) draws nothing and changes nothing.
 fn gather(
     data: &[Prepared],
+    stats: &NormStats,
     idx: &[Origin],
-    l: usize,
-    h: usize,
-    known: usize,
+    (l, h, known): (usize, usize, usize),
     absent: Option<(f64, &mut SplitMix64)>,
-) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+) -> candle_core::Result<Batch> {
     let mut xb = Vec::with_capacity(idx.len() * l * N_FEATURES);
     let mut fb = Vec::with_capacity(idx.len() * h * known);
     let mut yb = Vec::with_capacity(idx.len() * h);
+    let mut scaling = Vec::with_capacity(idx.len());
     let mut absent = absent.filter(|(p, _)| *p > 0.0);
     for &(s, t) in idx {
         let at = xb.len();
-        xb.extend_from_slice(&data[s].x[(t - l) * N_FEATURES..t * N_FEATURES]);
+        let window = &data[s].x[(t - l) * N_FEATURES..t * N_FEATURES];
+        if stats.per_window {
+            let (values, _, shift, unit) = normalise_rows(window, stats);
+            xb.extend_from_slice(&values);
+            yb.extend(data[s].y_raw[t..t + h].iter().map(|y| (y - shift) / unit));
+            scaling.push((shift, unit));
+        } else {
+            xb.extend_from_slice(window);
+            yb.extend_from_slice(&data[s].y_norm[t..t + h]);
+            scaling.push((0.0, 1.0));
+        }
         if let Some((p, rng)) = absent.as_mut() {
             drop_covariates(&mut xb[at..], *p, rng);
         }
         for r in t..t + h {
             let row = &data[s].x[r * N_FEATURES..(r + 1) * N_FEATURES];
-            fb.extend_from_slice(&row[N_FEATURES - known..]);
+            for (j, v) in row.iter().enumerate().skip(N_FEATURES - known) {
+                fb.push(if stats.per_window {
+                    stats.normalise(j, *v)
+                } else {
+                    *v
+                });
+            }
         }
-        yb.extend_from_slice(&data[s].y_norm[t..t + h]);
     }
-    Ok((
-        Tensor::from_vec(xb, (idx.len(), l, N_FEATURES), &Device::Cpu)?,
-        Tensor::from_vec(fb, (idx.len(), h, known), &Device::Cpu)?,
-        Tensor::from_vec(yb, (idx.len(), h), &Device::Cpu)?,
-    ))
+    Ok(Batch {
+        x: Tensor::from_vec(xb, (idx.len(), l, N_FEATURES), &Device::Cpu)?,
+        future: Tensor::from_vec(fb, (idx.len(), h, known), &Device::Cpu)?,
+        y: Tensor::from_vec(yb, (idx.len(), h), &Device::Cpu)?,
+        scaling,
+    })
 }
 
 /// Overwrite every weight with a seeded draw from PyTorch's default
@@ -469,14 +508,18 @@ fn val_metrics(
     origins: &[Origin],
     stats: &NormStats,
 ) -> candle_core::Result<(f64, f64)> {
-    let (l, h, known) = (arch.lookback(), arch.horizon(), known_inputs(arch));
+    let dims = (arch.lookback(), arch.horizon(), known_inputs(arch));
     let mut errors = AbsErrors::new(data.len());
     for chunk in origins.chunks(1024) {
-        let (x, f, _) = gather(data, chunk, l, h, known, None)?;
-        let q = net.forward(&x, &f, None)?.to_vec3::<f32>()?;
-        for (&(s, t), steps) in chunk.iter().zip(&q) {
+        let b = gather(data, stats, chunk, dims, None)?;
+        let q = net.forward(&b.x, &b.future, None)?.to_vec3::<f32>()?;
+        for ((&(s, t), steps), (shift, unit)) in chunk.iter().zip(&q).zip(&b.scaling) {
             for (k, step) in steps.iter().enumerate() {
-                let p50 = stats.denormalise_target(step[1]);
+                let p50 = if stats.per_window {
+                    (shift + unit * step[1]).max(0.0)
+                } else {
+                    stats.denormalise_target(step[1])
+                };
                 errors.add(s, f64::from((data[s].y_raw[t + k] - p50).abs()));
             }
         }
@@ -570,12 +613,13 @@ pub fn train(
     opts.check()?;
     let cfg = architecture(opts);
     let (l, h, known) = (cfg.lookback(), cfg.horizon(), known_inputs(&cfg));
-    let stats = NormStats::fit_with(
+    let mut stats = NormStats::fit_with(
         series
             .iter()
             .flat_map(|s| &s.window.rows[..fit_end(s.window.rows.len(), opts.fit_end_pct)]),
-        opts.log_target,
+        opts.log_target && !opts.window_inputs,
     );
+    stats.per_window = opts.window_inputs;
     let data = prepare(series, &stats);
     let weights = opts.scale_weighting.then(|| series_weights(&data));
     let mut train_origins: Vec<Origin> = Vec::new();
@@ -659,12 +703,13 @@ pub fn train(
             let idx: Vec<Origin> = (0..opts.batch)
                 .map(|_| train_origins[rng.below(train_origins.len())])
                 .collect();
-            let (x, f, y) = gather(
+            let Batch {
+                x, future: f, y, ..
+            } = gather(
                 &data,
+                &stats,
                 &idx,
-                l,
-                h,
-                known,
+                (l, h, known),
                 Some((opts.covariate_dropout, &mut rng)),
             )?;
             let lr = lr_at(opts, step, per_epoch);

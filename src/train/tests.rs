@@ -226,14 +226,18 @@ fn covariate_dropout_blanks_whole_covariates_and_nothing_else() {
     }
     let idx: Vec<Origin> = (0..40).map(|i| (i % 2, 20 + i)).collect();
     let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let (plain, _, _) = gather(&data, &idx, l, h, 0, None).unwrap();
+    let plain = gather(&data, &stats, &idx, (l, h, 0), None).unwrap().x;
     // Probability 0 draws nothing: the stream of the rest of training
     // (window order, dropout masks) is that of a run without it.
     let mut rng = SplitMix64::new(5);
-    let (zero, _, _) = gather(&data, &idx, l, h, 0, Some((0.0, &mut rng))).unwrap();
+    let zero = gather(&data, &stats, &idx, (l, h, 0), Some((0.0, &mut rng)))
+        .unwrap()
+        .x;
     assert_eq!(flat(&zero), flat(&plain));
     assert_eq!(rng.next_u64(), SplitMix64::new(5).next_u64());
-    let (half, _, _) = gather(&data, &idx, l, h, 0, Some((0.5, &mut rng))).unwrap();
+    let half = gather(&data, &stats, &idx, (l, h, 0), Some((0.5, &mut rng)))
+        .unwrap()
+        .x;
     let (plain, half) = (flat(&plain), flat(&half));
     let mut blanked = 0;
     for (w, (a, b)) in plain
