@@ -76,12 +76,12 @@ pub(super) fn load_series(
 }
 
 pub(super) fn report_context(
-    source: &DatasetSource,
+    dataset: String,
     series: &[data::GriddedSeries],
     report: data::LoadReport,
 ) -> ReportContext {
     ReportContext {
-        dataset: source.name(),
+        dataset,
         series: series.len(),
         steps: series.iter().map(|s| s.split.len).sum(),
         filled: series.iter().map(|s| s.filled).sum(),
@@ -128,7 +128,7 @@ pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         horizon: args.horizon,
         ..EvalOptions::default()
     };
-    let ctx = report_context(&source, &series, report);
+    let ctx = report_context(source.name(), &series, report);
     score_and_report(
         &models,
         &series,

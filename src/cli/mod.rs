@@ -78,7 +78,8 @@ pub struct DataRootArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatasetArgs {
     /// Dataset name (bitbrains-rnd, azure-v1-cpu, nab-aws-cloudwatch,
-    /// google2019-job-tasks, datacenter-aggregates) or a long-CSV file.
+    /// google2019-job-tasks, datacenter-aggregates) or a long-CSV file;
+    /// `train` takes several, comma-separated (one model for all).
     #[arg(long, env = "FORESCALE_DATASET", default_value = "bitbrains-rnd")]
     pub dataset: String,
     #[command(flatten)]

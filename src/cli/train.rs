@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::evaluate::{load_series, report_context};
 use super::{DatasetArgs, GridArgs, ModelsArgs, command_line};
+use crate::data::{GriddedSeries, LoadReport};
 
 // The field docs are --help text, where <model> is a placeholder, not HTML.
 #[allow(rustdoc::invalid_html_tags)]
@@ -127,6 +128,14 @@ pub struct TrainArgs {
     /// Models CPU itself (--log-target does not apply).
     #[arg(long, env = "FORESCALE_TRAIN_WINDOW_INPUTS")]
     pub window_inputs: bool,
+    /// The name the model is served under (`?model=NAME`; its folder's
+    /// config says it). Default: --model.
+    #[arg(long, env = "FORESCALE_TRAIN_NAME")]
+    pub name: Option<String>,
+    /// Leave these datasets out of a --dataset list (leave-one-dataset-out
+    /// runs), comma-separated.
+    #[arg(long, env = "FORESCALE_TRAIN_EXCLUDE_DATASET", value_delimiter = ',')]
+    pub exclude_dataset: Vec<String>,
     /// Average the weights over training (exponential moving average with
     /// this decay per step; 0 = off). Validation, early stopping and the
     /// saved model then use the averaged weights.
@@ -182,21 +191,83 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
     };
     // Bad options fail at once, before minutes of loading data.
     opts.check()?;
+    if let Some(n) = &args.name {
+        anyhow::ensure!(
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'_'),
+            "--name {n:?}: use 1-64 characters of a-z, 0-9, '-' and '_'"
+        );
+        anyhow::ensure!(
+            !crate::forecast::Forecaster::NAMES.contains(&n.as_str()),
+            "--name {n:?} is a built-in model's name"
+        );
+    }
     anyhow::ensure!(
         args.lr > 0.0,
         "--lr must be more than 0 (0 would leave the initial weights), got {}",
         args.lr
     );
-    let (source, series, report) = load_series(&args.data, args.grid.step_seconds)?;
+    let (name, series, report) = training_series(args)?;
     let trained = crate::train::train(&series, &opts, true)?;
+    let served = args.name.clone().unwrap_or_else(|| args.model.clone());
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("models").join(&args.model));
-    let ctx = report_context(&source, &series, report);
-    crate::train::write_model_folder(&out, &args.model, &trained, &opts, &series, &ctx)?;
+        .unwrap_or_else(|| PathBuf::from("models").join(&served));
+    let ctx = report_context(name, &series, report);
+    crate::train::write_model_folder(&out, &served, &trained, &opts, &series, &ctx)?;
     println!("model card: {}", out.join("README.md").display());
     Ok(())
+}
+
+/// The series to fit: one dataset, or several (`--dataset a,b,c`, less
+/// `--exclude-dataset`) whose series are named `<dataset>/<id>`.
+fn training_series(args: &TrainArgs) -> anyhow::Result<(String, Vec<GriddedSeries>, LoadReport)> {
+    let mut names: Vec<&str> = args
+        .data
+        .dataset
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    for x in &args.exclude_dataset {
+        let before = names.len();
+        names.retain(|n| n != x);
+        anyhow::ensure!(
+            names.len() < before,
+            "--exclude-dataset {x:?} is not one of --dataset ({})",
+            args.data.dataset
+        );
+    }
+    anyhow::ensure!(!names.is_empty(), "--dataset: no dataset left to train on");
+    if names.len() == 1 {
+        let one = DatasetArgs {
+            dataset: names[0].to_owned(),
+            root: args.data.root.clone(),
+        };
+        let (source, series, report) = load_series(&one, args.grid.step_seconds)?;
+        return Ok((source.name(), series, report));
+    }
+    let mut all = Vec::new();
+    let mut report = LoadReport::default();
+    for n in &names {
+        let one = DatasetArgs {
+            dataset: (*n).to_owned(),
+            root: args.data.root.clone(),
+        };
+        let (_, series, r) = load_series(&one, args.grid.step_seconds)?;
+        report.dropped_samples += r.dropped_samples;
+        report.blanked_values += r.blanked_values;
+        all.extend(series.into_iter().map(|mut s| {
+            s.id = format!("{n}/{}", s.id);
+            s
+        }));
+    }
+    Ok((names.join(","), all, report))
 }
 
 fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {

@@ -111,7 +111,7 @@ pub fn score_and_report(
             };
             let from = s.split.val_end;
             plots::fan_chart(
-                &plot_dir.join(format!("fan-{}-{}.svg", m.name(), s.id)),
+                &plot_dir.join(format!("fan-{}-{}.svg", m.name(), file_safe(&s.id))),
                 &format!("{} on {}: first 2 days of the test segment", m.name(), s.id),
                 &s.target(),
                 from,
@@ -254,4 +254,30 @@ fn mean_attention(
         }
     }
     Some(w)
+}
+
+/// A series id as part of a file name: anything but letters, digits, '-',
+/// '_' and '.' becomes '_' (ids of several datasets read `dataset/id`).
+fn file_safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_ids_become_file_names() {
+        assert_eq!(file_safe("azure-v1-cpu/vm_027"), "azure-v1-cpu_vm_027");
+        assert_eq!(file_safe("a.b-c_d"), "a.b-c_d");
+        assert_eq!(file_safe("../x y"), ".._x_y");
+    }
 }

@@ -186,6 +186,9 @@ async fn unknown_dataset_and_model_are_clear_errors() {
         ("--hidden", "6"),
         ("--lr", "0"),
         ("--max-minutes", "0"),
+        ("--name", "ets"),
+        ("--name", "Bad:Name"),
+        ("--exclude-dataset", "azure-v1-cpu"),
     ] {
         let e = forescale(&[
             "train",
