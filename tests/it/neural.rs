@@ -26,12 +26,10 @@ macro_rules! metrics {
     }};
 }
 
-#[actix_web::test]
-async fn train_a_tiny_model_then_serve_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("bilstm");
+/// `forescale train` of a tiny bilstm on NAB's traces into `out`.
+async fn train_tiny(out: &std::path::Path, extra: &[&str]) {
     let root = shared_data();
-    let argv = [
+    let mut argv = vec![
         "forescale",
         "train",
         "--dataset",
@@ -49,9 +47,17 @@ async fn train_a_tiny_model_then_serve_it() {
         "--out",
         out.to_str().unwrap(),
     ];
+    argv.extend_from_slice(extra);
     forescale::cli::run(clap::Parser::try_parse_from(argv).unwrap())
         .await
         .unwrap();
+}
+
+#[actix_web::test]
+async fn train_a_tiny_model_then_serve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bilstm");
+    train_tiny(&out, &[]).await;
     for f in [
         "config.json",
         "model.safetensors",
@@ -282,29 +288,7 @@ async fn window_inputs_make_forecasts_follow_the_scale_of_the_load() {
     use forescale::store::{GridSpec, grid};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bilstm");
-    let root = shared_data();
-    let argv = [
-        "forescale",
-        "train",
-        "--dataset",
-        "nab-aws-cloudwatch",
-        "--data-root",
-        root.to_str().unwrap(),
-        "--hidden",
-        "8",
-        "--epochs",
-        "2",
-        "--windows-per-epoch",
-        "512",
-        "--batch",
-        "64",
-        "--window-inputs",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    forescale::cli::run(clap::Parser::try_parse_from(argv).unwrap())
-        .await
-        .unwrap();
+    train_tiny(&out, &["--window-inputs"]).await;
     let model = NeuralModel::load(&out).unwrap();
     assert!(model.file.norm.per_window);
     let window = |cpu_scale: f32, mem_shift: f32| {
