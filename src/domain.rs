@@ -87,15 +87,6 @@ impl Utilisation {
     /// The control loop's default forecast-at-target plan: 60 %.
     pub const DEFAULT_TARGET: Self = Self(0.6);
 
-    /// From a fraction in (0, 1].
-    pub fn from_fraction(f: f64) -> Result<Self, String> {
-        if f > 0.0 && f <= 1.0 {
-            Ok(Self(f))
-        } else {
-            Err(format!("a utilisation must be in (0, 1]; got {f}"))
-        }
-    }
-
     /// From a percentage in (0, 100].
     pub fn from_percent(p: f64) -> Result<Self, String> {
         if p > 0.0 && p <= 100.0 {

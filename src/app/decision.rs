@@ -93,10 +93,6 @@ pub struct CycleStats {
     pub total_ms: f64,
 }
 
-fn bad(field: &str, message: impl Into<String>) -> AppError {
-    AppError::bad(field, message)
-}
-
 fn ms(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
@@ -282,7 +278,7 @@ fn failed(n: usize, why: &str) -> Vec<Result<Decision, AppError>> {
 fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, AppError> {
     match given {
         Some(c) if (1..=MAX_GROUP_SIZE).contains(&c) => Ok(c),
-        Some(_) => Err(bad(
+        Some(_) => Err(AppError::bad(
             "capacity",
             format!("must be from 1 to {MAX_GROUP_SIZE}"),
         )),
@@ -294,7 +290,7 @@ fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, Ap
             .filter(|c| *c >= 0.5)
             .map(|c| (c.round() as u32).min(MAX_GROUP_SIZE))
             .ok_or_else(|| {
-                bad(
+                AppError::bad(
                     "capacity",
                     "the group's samples carry no capacity; pass ?capacity=<instances in service>",
                 )

@@ -75,22 +75,6 @@ pub(super) fn load_series(
     Ok((source, series, report))
 }
 
-pub(super) fn report_context(
-    dataset: String,
-    series: &[data::GriddedSeries],
-    report: data::LoadReport,
-) -> ReportContext {
-    ReportContext {
-        dataset,
-        series: series.len(),
-        steps: series.iter().map(|s| s.split.len).sum(),
-        filled: series.iter().map(|s| s.filled).sum(),
-        dropped_samples: report.dropped_samples,
-        blanked_values: report.blanked_values,
-        command: command_line(),
-    }
-}
-
 pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     let registry = args.registry.load()?;
     let mut models = resolve_models(&args.models, &registry)?;
@@ -128,7 +112,7 @@ pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         horizon: args.horizon,
         ..EvalOptions::default()
     };
-    let ctx = report_context(source.name(), &series, report);
+    let ctx = ReportContext::new(source.name(), &series, report, command_line());
     score_and_report(
         &models,
         &series,

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::evaluate::{load_series, report_context};
+use super::evaluate::load_series;
 use super::{DatasetArgs, GridArgs, ModelsArgs, command_line};
 use crate::data::{GriddedSeries, LoadReport};
+use crate::eval::ReportContext;
 
 // The field docs are --help text, where <model> is a placeholder, not HTML.
 #[allow(rustdoc::invalid_html_tags)]
@@ -218,7 +219,7 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("models").join(&served));
-    let ctx = report_context(name, &series, report);
+    let ctx = ReportContext::new(name, &series, report, command_line());
     crate::train::write_model_folder(&out, &served, &trained, &opts, &series, &ctx)?;
     println!("model card: {}", out.join("README.md").display());
     Ok(())
@@ -244,30 +245,27 @@ fn training_series(args: &TrainArgs) -> anyhow::Result<(String, Vec<GriddedSerie
         );
     }
     anyhow::ensure!(!names.is_empty(), "--dataset: no dataset left to train on");
-    if names.len() == 1 {
-        let one = DatasetArgs {
-            dataset: names[0].to_owned(),
-            root: args.data.root.clone(),
-        };
-        let (source, series, report) = load_series(&one, args.grid.step_seconds)?;
-        return Ok((source.name(), series, report));
-    }
+    let several = names.len() > 1;
     let mut all = Vec::new();
+    let mut labels = Vec::new();
     let mut report = LoadReport::default();
     for n in &names {
         let one = DatasetArgs {
             dataset: (*n).to_owned(),
             root: args.data.root.clone(),
         };
-        let (_, series, r) = load_series(&one, args.grid.step_seconds)?;
+        let (source, series, r) = load_series(&one, args.grid.step_seconds)?;
+        labels.push(source.name());
         report.dropped_samples += r.dropped_samples;
         report.blanked_values += r.blanked_values;
         all.extend(series.into_iter().map(|mut s| {
-            s.id = format!("{n}/{}", s.id);
+            if several {
+                s.id = format!("{n}/{}", s.id);
+            }
             s
         }));
     }
-    Ok((names.join(","), all, report))
+    Ok((labels.join(","), all, report))
 }
 
 fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {

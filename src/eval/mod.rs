@@ -305,6 +305,27 @@ pub struct ReportContext {
     pub command: String,
 }
 
+impl ReportContext {
+    /// The context of `series` of `dataset`, loaded with `report`, by
+    /// `command`.
+    pub fn new(
+        dataset: String,
+        series: &[GriddedSeries],
+        report: crate::data::LoadReport,
+        command: String,
+    ) -> Self {
+        Self {
+            dataset,
+            series: series.len(),
+            steps: series.iter().map(|s| s.split.len).sum(),
+            filled: series.iter().map(|s| s.filled).sum(),
+            dropped_samples: report.dropped_samples,
+            blanked_values: report.blanked_values,
+            command,
+        }
+    }
+}
+
 /// The Markdown table of every score, one row per model.
 pub fn scores_table(scores: &[ModelScores]) -> String {
     use std::fmt::Write as _;

@@ -15,7 +15,7 @@ use crate::data::GriddedSeries;
 use crate::forecast::Forecaster;
 
 /// A progress bar on standard error, one tick per series.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
+fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template(
@@ -29,7 +29,7 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
 
 /// The dump file of one model: the path itself for a single model, else
 /// `<stem>.<model>.<ext>` beside it.
-pub fn dump_path(path: &Path, model: &str, models: usize) -> PathBuf {
+fn dump_path(path: &Path, model: &str, models: usize) -> PathBuf {
     if models == 1 {
         return path.to_owned();
     }

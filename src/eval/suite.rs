@@ -102,15 +102,7 @@ pub fn run_suite(
         eprintln!("== {name}: loading ...");
         let (raw, report) = data::load(&source)?;
         let series = data::prepare(&raw, step);
-        let ctx = ReportContext {
-            dataset: source.name(),
-            series: series.len(),
-            steps: series.iter().map(|s| s.split.len).sum(),
-            filled: series.iter().map(|s| s.filled).sum(),
-            dropped_samples: report.dropped_samples,
-            blanked_values: report.blanked_values,
-            command: command.to_owned(),
-        };
+        let ctx = ReportContext::new(source.name(), &series, report, command.to_owned());
         let scores = score_and_report(models, &series, &ctx, opts, &out.join(name), None)?;
         rows.extend(rows_for(name, &scores)?);
     }

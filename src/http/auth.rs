@@ -8,8 +8,6 @@
 
 use actix_web::http::Method;
 
-pub use crate::app::auth::{ApiTokens, MIN_TOKEN_LEN};
-
 /// Reads need no token.
 pub fn needs_token(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
