@@ -64,7 +64,7 @@ pub enum Suite {
 }
 
 /// Load a dataset and put it on the EVAL.md grid.
-pub(super) fn load_series(
+fn load_series(
     data: &DatasetArgs,
     step: i64,
 ) -> anyhow::Result<(DatasetSource, Vec<data::GriddedSeries>, data::LoadReport)> {
@@ -73,6 +73,53 @@ pub(super) fn load_series(
     let (raw, report) = data::load(&source)?;
     let series = data::prepare(&raw, step);
     Ok((source, series, report))
+}
+
+/// Load one dataset, or several (`a,b,c`, less `exclude`) pooled, their
+/// series named `<dataset>/<id>`. Returns the label (the names joined),
+/// the series and the summed load report.
+pub(super) fn load_datasets(
+    data: &DatasetArgs,
+    exclude: &[String],
+    step: i64,
+) -> anyhow::Result<(String, Vec<data::GriddedSeries>, data::LoadReport)> {
+    let mut names: Vec<&str> = data
+        .dataset
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    for x in exclude {
+        let before = names.len();
+        names.retain(|n| n != x);
+        anyhow::ensure!(
+            names.len() < before,
+            "--exclude-dataset {x:?} is not one of --dataset ({})",
+            data.dataset
+        );
+    }
+    anyhow::ensure!(!names.is_empty(), "--dataset: no dataset left to use");
+    let several = names.len() > 1;
+    let mut all = Vec::new();
+    let mut labels = Vec::new();
+    let mut report = data::LoadReport::default();
+    for n in &names {
+        let one = DatasetArgs {
+            dataset: (*n).to_owned(),
+            root: data.root.clone(),
+        };
+        let (source, series, r) = load_series(&one, step)?;
+        labels.push(source.name());
+        report.dropped_samples += r.dropped_samples;
+        report.blanked_values += r.blanked_values;
+        all.extend(series.into_iter().map(|mut s| {
+            if several {
+                s.id = format!("{n}/{}", s.id);
+            }
+            s
+        }));
+    }
+    Ok((labels.join(","), all, report))
 }
 
 pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
@@ -107,12 +154,12 @@ pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         println!("report: {}", args.out.join("report.md").display());
         return Ok(());
     }
-    let (source, series, report) = load_series(&args.data, args.grid.step_seconds)?;
+    let (name, series, report) = load_datasets(&args.data, &[], args.grid.step_seconds)?;
     let opts = EvalOptions {
         horizon: args.horizon,
         ..EvalOptions::default()
     };
-    let ctx = ReportContext::new(source.name(), &series, report, command_line());
+    let ctx = ReportContext::new(name, &series, report, command_line());
     score_and_report(
         &models,
         &series,

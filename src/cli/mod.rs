@@ -79,7 +79,8 @@ pub struct DataRootArgs {
 pub struct DatasetArgs {
     /// Dataset name (bitbrains-rnd, azure-v1-cpu, nab-aws-cloudwatch,
     /// google2019-job-tasks, datacenter-aggregates) or a long-CSV file;
-    /// `train` takes several, comma-separated (one model for all).
+    /// `train` and `evaluate` take several, comma-separated (pooled; series
+    /// named `<dataset>/<id>`).
     #[arg(long, env = "FORESCALE_DATASET", default_value = "bitbrains-rnd")]
     pub dataset: String,
     #[command(flatten)]
@@ -115,11 +116,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// This process's command line, as a user would type it.
+/// The command as run, for reports and model cards, without this
+/// machine's paths ([`portable_command`]).
 fn command_line() -> String {
-    std::iter::once("forescale".to_owned())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ")
+    portable_command(
+        &std::iter::once("forescale".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A command line without this machine's paths: an absolute path after
+/// `--out` (or `--out=`) becomes `<dir>`.
+fn portable_command(command: &str) -> String {
+    let mut out = Vec::new();
+    let mut after_out = false;
+    for word in command.split(' ') {
+        let word = if after_out && word.starts_with('/') {
+            "<dir>".to_owned()
+        } else if word
+            .strip_prefix("--out=")
+            .is_some_and(|p| p.starts_with('/'))
+        {
+            "--out=<dir>".to_owned()
+        } else {
+            word.to_owned()
+        };
+        after_out = word == "--out";
+        out.push(word);
+    }
+    out.join(" ")
 }
 
 /// Resolve model names against the baselines and a models folder.
@@ -146,5 +173,19 @@ mod tests {
     fn cli_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn commands_lose_absolute_output_paths_only() {
+        assert_eq!(
+            portable_command("forescale train --model bilstm --out /tmp/x/bilstm --epochs 3"),
+            "forescale train --model bilstm --out <dir> --epochs 3"
+        );
+        assert_eq!(
+            portable_command("forescale train --out=/srv/m"),
+            "forescale train --out=<dir>"
+        );
+        let relative = "forescale train --out models/bilstm --dataset /data/x.csv";
+        assert_eq!(portable_command(relative), relative);
     }
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::evaluate::load_series;
 use super::{DatasetArgs, GridArgs, ModelsArgs, command_line};
 use crate::data::{GriddedSeries, LoadReport};
 use crate::eval::ReportContext;
@@ -108,6 +107,9 @@ pub struct TrainArgs {
     pub max_minutes: f64,
     /// Weight each series' windows by the inverse of its scale (median
     /// scale / own scale, clipped to [0.1, 10]) so near-idle series count.
+    /// With --window-inputs: the loss in units of each series' scale
+    /// (a window's unit / its series' MASE denominator, clipped to
+    /// [0.05, 20]) instead of the window's own unit.
     #[arg(long, env = "FORESCALE_TRAIN_SCALE_WEIGHTING")]
     pub scale_weighting: bool,
     /// Head in units of each window's own CPU volatility (see
@@ -228,44 +230,7 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// The series to fit: one dataset, or several (`--dataset a,b,c`, less
 /// `--exclude-dataset`) whose series are named `<dataset>/<id>`.
 fn training_series(args: &TrainArgs) -> anyhow::Result<(String, Vec<GriddedSeries>, LoadReport)> {
-    let mut names: Vec<&str> = args
-        .data
-        .dataset
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    for x in &args.exclude_dataset {
-        let before = names.len();
-        names.retain(|n| n != x);
-        anyhow::ensure!(
-            names.len() < before,
-            "--exclude-dataset {x:?} is not one of --dataset ({})",
-            args.data.dataset
-        );
-    }
-    anyhow::ensure!(!names.is_empty(), "--dataset: no dataset left to train on");
-    let several = names.len() > 1;
-    let mut all = Vec::new();
-    let mut labels = Vec::new();
-    let mut report = LoadReport::default();
-    for n in &names {
-        let one = DatasetArgs {
-            dataset: (*n).to_owned(),
-            root: args.data.root.clone(),
-        };
-        let (source, series, r) = load_series(&one, args.grid.step_seconds)?;
-        labels.push(source.name());
-        report.dropped_samples += r.dropped_samples;
-        report.blanked_values += r.blanked_values;
-        all.extend(series.into_iter().map(|mut s| {
-            if several {
-                s.id = format!("{n}/{}", s.id);
-            }
-            s
-        }));
-    }
-    Ok((labels.join(","), all, report))
+    super::evaluate::load_datasets(&args.data, &args.exclude_dataset, args.grid.step_seconds)
 }
 
 fn train_policy(args: &TrainArgs) -> anyhow::Result<()> {

@@ -76,23 +76,29 @@ pub fn write_model_card(
     }
     let _ = writeln!(md, "## Data\n");
     let fit_pct = t["options"]["fit_end_pct"].as_u64().unwrap_or(70);
+    let window_inputs = t["options"]["window_inputs"].as_bool().unwrap_or(false);
+    let stats = if window_inputs {
+        "the calendar's z-score statistics (every measured input is scaled by its own window)"
+    } else {
+        "the z-score statistics"
+    };
     let _ = match fit_pct {
         70 => writeln!(
             md,
-            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); train split (first 70 % of each series) for fitting and the z-score statistics, \
+            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); train split (first 70 % of each series) for fitting and {stats}, \
              validation split (next 15 %) for early stopping; the test split (last 15 %) is only scored below.",
             t["dataset"].as_str().unwrap_or("?")
         ),
         p if p > 70 => writeln!(
             md,
-            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); the first {p} % of each series (train and validation splits) for fitting and the \
-             z-score statistics, a fixed number of epochs, the last one kept (validation is in-sample here, so it stops \
+            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); the first {p} % of each series (train and validation splits) for fitting and \
+             {stats}, a fixed number of epochs, the last one kept (validation is in-sample here, so it stops \
              nothing; its figures below are in-sample); the test split (last 15 %) is only scored below.",
             t["dataset"].as_str().unwrap_or("?")
         ),
         p => writeln!(
             md,
-            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); the first {p} % of each series for fitting and the z-score statistics \
+            "`{}`, on the evaluation protocol's grid (EVAL.md, `docs/forecast-evaluation.md`); the first {p} % of each series for fitting and {stats} \
              (a gap before validation), validation split (70-85 %) for early stopping; the test split (last 15 %) is \
              only scored below.",
             t["dataset"].as_str().unwrap_or("?")
@@ -154,17 +160,24 @@ pub fn write_model_card(
         "\n## Limits\n\n- Scored above on the test segments of the series it was fitted on (their earlier part): \
          in-distribution accuracy. A group unlike these series is data it never saw; the generalisation suite \
          (`docs/forecast-evaluation.md`) measures that, and `docs/results.md` has the figures.\n\
-         - It reads the last {} steps only, and covariates at the scale of its training data.",
-        file.architecture.lookback()
+         - It reads the last {} steps only, {}",
+        file.architecture.lookback(),
+        if window_inputs {
+            "each measured input scaled by that window: it sees no absolute level, so it cannot tell a \
+             busy group from an idle one with the same shape."
+        } else {
+            "and covariates at the scale of its training data."
+        }
     );
     let _ = writeln!(
         md,
         "\n## How to reproduce\n\n- Weights: `{}` ({:.0} s here). Training is deterministic for a seed: \
          the same command gives the same `model.safetensors`.\n\
-         - Scores: `forescale evaluate --dataset {} --models naive,snaive,{}`.",
+         - Scores: `forescale evaluate --dataset {} --models {},{}`.",
         t["command"].as_str().unwrap_or("?"),
         trained.seconds,
         t["dataset"].as_str().unwrap_or("?"),
+        crate::forecast::Forecaster::NAMES.join(","),
         file.model
     );
     std::fs::write(dir.join("README.md"), md)

@@ -106,7 +106,10 @@ pub struct TrainOptions {
     /// Weight each window's loss by median_scale / scale of its series
     /// (clipped to [0.1, 10]; scale = the train segment's mean daily
     /// seasonal difference, the MASE denominator), so near-idle series
-    /// count as much as bursty ones. Off: every window weighs the same.
+    /// count as much as bursty ones. With `window_inputs`, whose errors
+    /// are in units of each window, the weight is the window's unit /
+    /// its series' scale (clipped to [0.05, 20]): the loss is then in
+    /// units of the series' scale. Off: every window weighs the same.
     pub scale_weighting: bool,
     /// Head in units of the window's volatility ([`Config::window_scale`]).
     pub window_scale: bool,
@@ -556,6 +559,20 @@ fn series_weights(data: &[Prepared]) -> Vec<f32> {
         .collect()
 }
 
+/// The loss weight of one window: the series' weight, or with window
+/// inputs (whose errors are in units of the window) unit / the series'
+/// scale, clipped to [0.05, 20], so the loss is in units of the series'
+/// scale: a flat window that jumps, whose unit is tiny, no longer
+/// dominates the loss.
+fn window_weight(series: &Prepared, weight: f32, unit: f32, stats: &NormStats) -> f32 {
+    if !stats.per_window {
+        return weight;
+    }
+    series
+        .scale
+        .map_or(1.0, |s| (unit / s as f32).clamp(0.05, 20.0))
+}
+
 fn lr_at(opts: &TrainOptions, step: usize, per_epoch: usize) -> f64 {
     let warm = opts.warmup_epochs * per_epoch;
     let total = opts.max_epochs * per_epoch;
@@ -704,7 +721,10 @@ pub fn train(
                 .map(|_| train_origins[rng.below(train_origins.len())])
                 .collect();
             let Batch {
-                x, future: f, y, ..
+                x,
+                future: f,
+                y,
+                scaling,
             } = gather(
                 &data,
                 &stats,
@@ -718,7 +738,11 @@ pub fn train(
             let loss = match &weights {
                 None => pinball_loss(&pred, &y)?,
                 Some(w) => {
-                    let wb: Vec<f32> = idx.iter().map(|(s, _)| w[*s]).collect();
+                    let wb: Vec<f32> = idx
+                        .iter()
+                        .zip(&scaling)
+                        .map(|((s, _), (_, unit))| window_weight(&data[*s], w[*s], *unit, &stats))
+                        .collect();
                     let mean = wb.iter().sum::<f32>() / wb.len() as f32;
                     let wb: Vec<f32> = wb.iter().map(|v| v / mean).collect();
                     let wt = Tensor::from_vec(wb, idx.len(), &Device::Cpu)?;

@@ -288,3 +288,27 @@ fn every_tft_weight_gets_a_gradient() {
         assert!(*g > 0.0 && g.is_finite(), "{name} got gradient {g}");
     }
 }
+
+/// With window inputs the loss weight turns a window's unit into its
+/// series' scale (clipped); with global inputs the series weight stands.
+#[test]
+fn window_weight_puts_window_errors_in_series_units() {
+    let series = |scale| Prepared {
+        x: Vec::new(),
+        y_norm: Vec::new(),
+        y_raw: Vec::new(),
+        scale,
+    };
+    let global = NormStats::identity();
+    let window = NormStats {
+        per_window: true,
+        ..NormStats::identity()
+    };
+    assert_eq!(window_weight(&series(Some(2.0)), 0.7, 1.0, &global), 0.7);
+    assert_eq!(window_weight(&series(Some(2.0)), 0.7, 1.0, &window), 0.5);
+    // A flat window (tiny unit) and a wild one are clipped.
+    assert_eq!(window_weight(&series(Some(2.0)), 0.7, 1e-4, &window), 0.05);
+    assert_eq!(window_weight(&series(Some(2.0)), 0.7, 1e3, &window), 20.0);
+    // A series with no scale (constant train segment) weighs 1.
+    assert_eq!(window_weight(&series(None), 0.7, 3.0, &window), 1.0);
+}
