@@ -317,6 +317,51 @@ mod tests {
         }
     }
 
+    /// Parity with an independent implementation of the window scaling
+    /// (`notebooks/window_inputs_reference.py`, plain Python): a level far
+    /// from any training mean, a constant covariate, a column never sent,
+    /// gaps, and a flat target.
+    #[test]
+    fn window_inputs_match_the_reference() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/parity/window-inputs.json");
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().map_or(f32::NAN, |x| x as f32))
+                .collect()
+        };
+        let rows = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array().unwrap().iter().flat_map(&floats).collect()
+        };
+        let cases = fixture["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 3);
+        for (k, c) in cases.iter().enumerate() {
+            let stats = NormStats {
+                mean: floats(&c["mean"]),
+                std: floats(&c["std"]),
+                log_target: false,
+                per_window: true,
+            };
+            let (values, mask, shift, unit) = normalise_rows(&rows(&c["raw"]), &stats);
+            let (want_values, want_mask) = (rows(&c["values"]), rows(&c["mask"]));
+            assert_eq!(values.len(), want_values.len(), "case {k}");
+            assert_eq!(mask, want_mask, "case {k}");
+            for (i, (g, w)) in values.iter().zip(&want_values).enumerate() {
+                assert!((g - w).abs() < 1e-5, "case {k}, value {i}: {g} vs {w}");
+            }
+            let close =
+                |g: f32, w: &serde_json::Value| (g - w.as_f64().unwrap() as f32).abs() < 1e-5;
+            assert!(
+                close(shift, &c["shift"]) && close(unit, &c["unit"]),
+                "case {k}: ({shift}, {unit})"
+            );
+        }
+    }
+
     #[test]
     fn calendar_of_a_known_time() {
         // 2013-08-01T14:30:00Z was a Thursday.
