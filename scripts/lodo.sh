@@ -43,7 +43,7 @@ for d in held:
         m = {r["model"]: r for r in csv.DictReader(f)}
     a, n = m[f"bilstm-lodo-{d}"], m["naive"]
     rows.append((d, a["wql"], n["wql"], f'{float(a["wql"]) / float(n["wql"]):.3f}',
-                 a["mae"], n["mae"], f'{float(a["mae"]) / float(n["mae"]):.3f}', a["coverage_80"]))
+                 a["mae"], n["mae"], f'{float(a["mae"]) / float(n["mae"]):.3f}', a["coverage"]))
 with open(os.path.join(out, "lodo.csv"), "w", newline="") as f:
     csv.writer(f).writerows(rows)
 for r in rows:

@@ -127,23 +127,24 @@ fn command_line() -> String {
     )
 }
 
+/// Flags whose absolute paths are this machine's, not the command's.
+const PATH_FLAGS: [&str; 3] = ["--out", "--models-dir", "--data-root"];
+
 /// A command line without this machine's paths: an absolute path after
-/// `--out` (or `--out=`) becomes `<dir>`.
+/// one of [`PATH_FLAGS`] (as `--flag PATH` or `--flag=PATH`) becomes
+/// `<dir>`.
 fn portable_command(command: &str) -> String {
-    let mut out = Vec::new();
-    let mut after_out = false;
+    let mut out: Vec<String> = Vec::new();
+    let mut after_flag = false;
     for word in command.split(' ') {
-        let word = if after_out && word.starts_with('/') {
-            "<dir>".to_owned()
-        } else if word
-            .strip_prefix("--out=")
-            .is_some_and(|p| p.starts_with('/'))
-        {
-            "--out=<dir>".to_owned()
-        } else {
-            word.to_owned()
+        let word = match word.split_once('=') {
+            _ if after_flag && word.starts_with('/') => "<dir>".to_owned(),
+            Some((flag, path)) if PATH_FLAGS.contains(&flag) && path.starts_with('/') => {
+                format!("{flag}=<dir>")
+            }
+            _ => word.to_owned(),
         };
-        after_out = word == "--out";
+        after_flag = PATH_FLAGS.contains(&word.as_str());
         out.push(word);
     }
     out.join(" ")
@@ -184,6 +185,10 @@ mod tests {
         assert_eq!(
             portable_command("forescale train --out=/srv/m"),
             "forescale train --out=<dir>"
+        );
+        assert_eq!(
+            portable_command("forescale evaluate --models-dir /a/b --data-root=/d --out x"),
+            "forescale evaluate --models-dir <dir> --data-root=<dir> --out x"
         );
         let relative = "forescale train --out models/bilstm --dataset /data/x.csv";
         assert_eq!(portable_command(relative), relative);
