@@ -77,7 +77,11 @@ pub fn write_model_card(
     let _ = writeln!(md, "## Data\n");
     let fit_pct = t["options"]["fit_end_pct"].as_u64().unwrap_or(70);
     let window_inputs = t["options"]["window_inputs"].as_bool().unwrap_or(false);
-    let stats = if window_inputs {
+    let anchored = t["options"]["anchor_last"].as_bool().unwrap_or(false);
+    let stats = if window_inputs && anchored {
+        "the calendar's z-score statistics (every measured input is scaled by its own window; \
+         forecasts are offsets from the window's last CPU value, in the window's unit)"
+    } else if window_inputs {
         "the calendar's z-score statistics (every measured input is scaled by its own window)"
     } else {
         "the z-score statistics"
@@ -121,6 +125,31 @@ pub fn write_model_card(
         "- Reference on the same validation origins: naive (last value) MAE {:.4}, median MASE {:.4}.",
         trained.naive_val.0, trained.naive_val.1
     );
+    if !trained.val_by_dataset.is_empty() {
+        let _ = writeln!(
+            md,
+            "- Validation by dataset (the kept weights; {}):\n\n  | dataset | origins | MAE | naive MAE | ratio | median MASE | naive median MASE |\n  |---|---|---|---|---|---|---|",
+            if fit_pct > 70 {
+                "in-sample here"
+            } else {
+                "out of sample"
+            }
+        );
+        for d in &trained.val_by_dataset {
+            let _ = writeln!(
+                md,
+                "  | {} | {} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} |",
+                d.dataset,
+                d.origins,
+                d.mae,
+                d.naive_mae,
+                d.mae / d.naive_mae,
+                d.mase_median,
+                d.naive_mase_median
+            );
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(md, "- Options: `{}`\n", t["options"]);
     let averaged = trained.log.iter().any(|e| e.raw_val_mae.is_some());
     if averaged {

@@ -49,6 +49,7 @@ pub fn write_model_folder(
             "best_val_mae": trained.best_val_mae,
             "naive_val_mae": trained.naive_val.0,
             "naive_val_mase_median": trained.naive_val.1,
+            "val_by_dataset": trained.val_by_dataset,
             "train_windows": trained.train_windows,
             "val_origins": trained.val_windows,
             "log": trained.log,

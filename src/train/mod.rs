@@ -122,6 +122,11 @@ pub struct TrainOptions {
     /// data.
     #[serde(default)]
     pub window_inputs: bool,
+    /// With `window_inputs`: the network forecasts offsets from the
+    /// window's last CPU value instead of its mean
+    /// ([`NormStats::anchor_last`]).
+    #[serde(default)]
+    pub anchor_last: bool,
     /// Keep an exponential moving average of the weights with this decay
     /// per optimiser step (0: off). When on, validation, early stopping
     /// and the saved model use the averaged weights; the raw weights'
@@ -165,6 +170,7 @@ impl Default for TrainOptions {
             window_scale: false,
             log_target: true,
             window_inputs: false,
+            anchor_last: false,
             ema_decay: 0.0,
             fit_end_pct: TRAIN_END_PCT,
             covariate_dropout: 0.0,
@@ -205,6 +211,10 @@ impl TrainOptions {
             self.lr
         );
         ensure!(self.patience >= 1, "--patience must be at least 1, got 0");
+        ensure!(
+            !self.anchor_last || self.window_inputs,
+            "--anchor-last needs --window-inputs (it sets where a window's forecast is measured from)"
+        );
         ensure!(
             self.max_minutes > 0.0,
             "--max-minutes must be more than 0, got {}",
@@ -262,12 +272,66 @@ pub struct Trained {
     pub best_val_mae: f64,
     /// Naive (last value) on the same validation origins: (MAE, median MASE).
     pub naive_val: (f64, f64),
+    /// With series of several datasets (ids `<dataset>/<id>`): per dataset,
+    /// the kept weights' validation (MAE, median MASE) and naive's on the
+    /// same origins, so a pooled score cannot hide one dataset's loss.
+    pub val_by_dataset: Vec<DatasetVal>,
     pub seconds: f64,
     pub train_windows: usize,
     pub val_windows: usize,
     /// Peak resident memory of the process at the end of training (Linux
     /// `VmHWM`), MB; `None` where the kernel does not say.
     pub peak_rss_mb: Option<f64>,
+}
+
+/// One dataset's share of the validation origins.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetVal {
+    pub dataset: String,
+    pub origins: usize,
+    pub mae: f64,
+    pub mase_median: f64,
+    pub naive_mae: f64,
+    pub naive_mase_median: f64,
+}
+
+/// The validation scores split by dataset (the part of a series id before
+/// its first `/`); empty when every series comes from one dataset.
+fn val_by_dataset(
+    net: &TrainNet,
+    arch: &Architecture,
+    data: &[Prepared],
+    ids: &[&str],
+    origins: &[Origin],
+    stats: &NormStats,
+) -> candle_core::Result<Vec<DatasetVal>> {
+    let dataset = |s: usize| ids[s].split_once('/').map(|(d, _)| d);
+    let mut names: Vec<&str> = origins.iter().filter_map(|o| dataset(o.0)).collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() < 2 {
+        return Ok(Vec::new());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let mine: Vec<Origin> = origins
+                .iter()
+                .copied()
+                .filter(|o| dataset(o.0) == Some(name))
+                .collect();
+            let (mae, mase_median) = val_metrics(net, arch, data, &mine, stats)?;
+            let (naive_mae, naive_mase_median) = naive_val_metrics(data, &mine, arch.horizon());
+            Ok(DatasetVal {
+                dataset: name.to_string(),
+                origins: mine.len(),
+                mae,
+                mase_median,
+                naive_mae,
+                naive_mase_median,
+            })
+        })
+        .collect()
 }
 
 /// Peak resident set size of this process so far, MB (Linux only).
@@ -637,6 +701,7 @@ pub fn train(
         opts.log_target && !opts.window_inputs,
     );
     stats.per_window = opts.window_inputs;
+    stats.anchor_last = opts.window_inputs && opts.anchor_last;
     let data = prepare(series, &stats);
     let weights = opts.scale_weighting.then(|| series_weights(&data));
     let mut train_origins: Vec<Origin> = Vec::new();
@@ -824,6 +889,22 @@ pub fn train(
         }
     }
     restore(&varmap, &best_weights)?;
+    let ids: Vec<&str> = series.iter().map(|s| s.id.as_str()).collect();
+    let by_dataset = val_by_dataset(&net, &cfg, &data, &ids, &val_origins, &stats)?;
+    if show_progress {
+        for d in &by_dataset {
+            eprintln!(
+                "validation, {}: MAE {:.4} (naive {:.4}, ratio {:.3}), median MASE {:.4} (naive {:.4}), {} origins",
+                d.dataset,
+                d.mae,
+                d.naive_mae,
+                d.mae / d.naive_mae,
+                d.mase_median,
+                d.naive_mase_median,
+                d.origins
+            );
+        }
+    }
     Ok(Trained {
         cfg,
         stats,
@@ -832,6 +913,7 @@ pub fn train(
         best_epoch,
         best_val_mae: best,
         naive_val,
+        val_by_dataset: by_dataset,
         seconds: started.elapsed().as_secs_f64(),
         train_windows: train_origins.len(),
         val_windows: val_origins.len(),
