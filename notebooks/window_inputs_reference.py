@@ -12,9 +12,7 @@
 #   deviation + a floor + 1e-3), where the floor is 2 % of |mean| for the
 #   target and 10 % of the covariate's global standard deviation;
 # - the calendar (columns 20-22): z-scored with the global statistics;
-# - an absent value (None): 0 with mask 0;
-# - the target's shift (what a forecast of 0 means): the window mean, or,
-#   for models trained with `--anchor-last`, the last present CPU value.
+# - an absent value (None): 0 with mask 0.
 #
 # It writes `tests/fixtures/parity/window-inputs.json`; the Rust test
 # `features::tests::window_inputs_match_the_reference` must agree to 1e-5.
@@ -33,7 +31,7 @@ N_FEATURES, N_MEASURED, TARGET = 23, 20, 0
 REL_FLOOR, COVARIATE_FLOOR, ABS_FLOOR = 0.02, 0.1, 1e-3
 
 
-def normalise(raw, mean, std, anchor_last=False):
+def normalise(raw, mean, std):
     steps = len(raw)
     values = [[0.0] * N_FEATURES for _ in range(steps)]
     mask = [[0.0] * N_FEATURES for _ in range(steps)]
@@ -55,7 +53,7 @@ def normalise(raw, mean, std, anchor_last=False):
             values[i][j] = (x - m) / u
             mask[i][j] = 1.0
         if j == TARGET:
-            shift, unit = (present[-1][1] if anchor_last else m), u
+            shift, unit = m, u
     return values, mask, shift, unit
 
 
@@ -101,17 +99,6 @@ if __name__ == "__main__":
     std = [1.0] * N_FEATURES
     values, mask, shift, unit = normalise(raw, mean, std)
     cases.append({"raw": raw, "mean": mean, "std": std, "values": values, "mask": mask, "shift": shift, "unit": unit})
-    # The last-value anchor: a window whose target ends on a gap (the shift
-    # is the last present value), and one that ends observed.
-    for gap in (True, False):
-        mean = [rng.uniform(-5, 50) for _ in range(N_FEATURES)]
-        std = [rng.uniform(0.5, 20) for _ in range(N_FEATURES)]
-        raw = window(rng, 12)
-        raw[-1][TARGET] = None if gap else raw[-1][TARGET]
-        values, mask, shift, unit = normalise(raw, mean, std, anchor_last=True)
-        cases.append(
-            {"raw": raw, "mean": mean, "std": std, "anchor_last": True, "values": values, "mask": mask, "shift": shift, "unit": unit}
-        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"cases": cases}, indent=None) + "\n")
     print(f"wrote {OUT}")

@@ -39,13 +39,6 @@ pub struct NormStats {
     /// calendar keeps the global statistics. Off (older models): global.
     #[serde(default)]
     pub per_window: bool,
-    /// With `per_window`: forecasts are offsets from the window's last
-    /// observed CPU (in the window's unit) instead of from its mean, so a
-    /// network that outputs zero forecasts the last value, and a level
-    /// that just moved is kept rather than pulled back to the window's
-    /// mean. The inputs are unchanged. Off (older models): the mean.
-    #[serde(default)]
-    pub anchor_last: bool,
 }
 
 /// Smallest standard deviation used; a constant feature is divided by 1.
@@ -59,7 +52,6 @@ impl NormStats {
             std: vec![1.0; N_FEATURES],
             log_target: false,
             per_window: false,
-            anchor_last: false,
         }
     }
 
@@ -195,8 +187,7 @@ pub const WINDOW_ABS_FLOOR: f32 = 1e-3;
 /// (scale-equivariant), [`COVARIATE_FLOOR`] x the global standard
 /// deviation for a covariate (shift-invariant), and [`WINDOW_ABS_FLOOR`];
 /// the calendar by the global statistics. Returns the values, the mask
-/// and the target's (shift, unit): shift is the target's window mean, or
-/// its last present value with [`NormStats::anchor_last`].
+/// and the target's (shift, unit).
 pub fn normalise_rows(raw: &[f32], stats: &NormStats) -> (Vec<f32>, Vec<f32>, f32, f32) {
     let steps = raw.len() / N_FEATURES;
     let mut values = vec![0.0; raw.len()];
@@ -233,17 +224,12 @@ pub fn normalise_rows(raw: &[f32], stats: &NormStats) -> (Vec<f32>, Vec<f32>, f3
         };
         let u = (var.sqrt() + floor + f64::from(WINDOW_ABS_FLOOR)) as f32;
         let m = m as f32;
-        for (i, x) in col.clone().enumerate().filter(|(_, x)| !x.is_nan()) {
+        for (i, x) in col.enumerate().filter(|(_, x)| !x.is_nan()) {
             values[i * N_FEATURES + j] = (x - m) / u;
             mask[i * N_FEATURES + j] = 1.0;
         }
         if j == TARGET {
-            let last = col.clone().rev().find(|x| !x.is_nan());
-            shift = match last {
-                Some(x) if stats.anchor_last => x,
-                _ => m,
-            };
-            unit = u;
+            (shift, unit) = (m, u);
         }
     }
     (values, mask, shift, unit)
@@ -334,7 +320,7 @@ mod tests {
     /// Parity with an independent implementation of the window scaling
     /// (`notebooks/window_inputs_reference.py`, plain Python): a level far
     /// from any training mean, a constant covariate, a column never sent,
-    /// gaps, a flat target, and the last-value anchor (a trailing gap).
+    /// gaps, and a flat target.
     #[test]
     fn window_inputs_match_the_reference() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -352,14 +338,13 @@ mod tests {
             v.as_array().unwrap().iter().flat_map(&floats).collect()
         };
         let cases = fixture["cases"].as_array().unwrap();
-        assert_eq!(cases.len(), 5);
+        assert_eq!(cases.len(), 3);
         for (k, c) in cases.iter().enumerate() {
             let stats = NormStats {
                 mean: floats(&c["mean"]),
                 std: floats(&c["std"]),
                 log_target: false,
                 per_window: true,
-                anchor_last: c["anchor_last"].as_bool().unwrap_or(false),
             };
             let (values, mask, shift, unit) = normalise_rows(&rows(&c["raw"]), &stats);
             let (want_values, want_mask) = (rows(&c["values"]), rows(&c["mask"]));
@@ -435,16 +420,6 @@ mod tests {
         }
         // CPU back: shift + unit * z.
         assert!((shift + unit * a[5 * N_FEATURES] - 15.0).abs() < 1e-4);
-        // Anchored at the last value: the same inputs, the shift is the
-        // last CPU (15, then 7 x 15), the unit unchanged.
-        let anchored = NormStats {
-            anchor_last: true,
-            ..stats.clone()
-        };
-        let (values_c, _, shift_c, unit_c) = normalise_rows(&raw(1.0, 0.0), &anchored);
-        let (_, _, shift_d, _) = normalise_rows(&raw(7.0, 0.0), &anchored);
-        assert_eq!((values_c, unit_c), (a, unit));
-        assert!((shift_c - 15.0).abs() < 1e-6 && (shift_d - 105.0).abs() < 1e-4);
     }
 
     #[test]
@@ -489,10 +464,6 @@ mod tests {
             let y = encode(&w, &per_window, steps);
             prop_assert!(y.values.iter().all(|v| v.is_finite()));
             prop_assert!(y.shift.is_finite() && y.unit > 0.0);
-            let anchored = NormStats { anchor_last: true, ..per_window };
-            let z = encode(&w, &anchored, steps);
-            prop_assert_eq!(&z.values, &y.values);
-            prop_assert!(z.shift.is_finite() && z.unit == y.unit);
         }
     }
 }

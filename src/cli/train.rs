@@ -131,11 +131,6 @@ pub struct TrainArgs {
     /// Models CPU itself (--log-target does not apply).
     #[arg(long, env = "FORESCALE_TRAIN_WINDOW_INPUTS")]
     pub window_inputs: bool,
-    /// With --window-inputs: forecast offsets from the window's last CPU
-    /// value rather than from its mean, so an untrained output is the
-    /// last value and a level that just moved is kept.
-    #[arg(long, env = "FORESCALE_TRAIN_ANCHOR_LAST")]
-    pub anchor_last: bool,
     /// The name the model is served under (`?model=NAME`; its folder's
     /// config says it). Default: --model.
     #[arg(long, env = "FORESCALE_TRAIN_NAME")]
@@ -192,7 +187,6 @@ pub(super) fn run(args: &TrainArgs) -> anyhow::Result<()> {
         window_scale: args.window_scale,
         log_target: args.log_target && !args.window_inputs,
         window_inputs: args.window_inputs,
-        anchor_last: args.anchor_last,
         ema_decay: args.ema_decay,
         fit_end_pct: args.fit_end_pct,
         covariate_dropout: args.covariate_dropout,

@@ -77,11 +77,7 @@ pub fn write_model_card(
     let _ = writeln!(md, "## Data\n");
     let fit_pct = t["options"]["fit_end_pct"].as_u64().unwrap_or(70);
     let window_inputs = t["options"]["window_inputs"].as_bool().unwrap_or(false);
-    let anchored = t["options"]["anchor_last"].as_bool().unwrap_or(false);
-    let stats = if window_inputs && anchored {
-        "the calendar's z-score statistics (every measured input is scaled by its own window; \
-         forecasts are offsets from the window's last CPU value, in the window's unit)"
-    } else if window_inputs {
+    let stats = if window_inputs {
         "the calendar's z-score statistics (every measured input is scaled by its own window)"
     } else {
         "the z-score statistics"

@@ -122,11 +122,6 @@ pub struct TrainOptions {
     /// data.
     #[serde(default)]
     pub window_inputs: bool,
-    /// With `window_inputs`: the network forecasts offsets from the
-    /// window's last CPU value instead of its mean
-    /// ([`NormStats::anchor_last`]).
-    #[serde(default)]
-    pub anchor_last: bool,
     /// Keep an exponential moving average of the weights with this decay
     /// per optimiser step (0: off). When on, validation, early stopping
     /// and the saved model use the averaged weights; the raw weights'
@@ -170,7 +165,6 @@ impl Default for TrainOptions {
             window_scale: false,
             log_target: true,
             window_inputs: false,
-            anchor_last: false,
             ema_decay: 0.0,
             fit_end_pct: TRAIN_END_PCT,
             covariate_dropout: 0.0,
@@ -211,10 +205,6 @@ impl TrainOptions {
             self.lr
         );
         ensure!(self.patience >= 1, "--patience must be at least 1, got 0");
-        ensure!(
-            !self.anchor_last || self.window_inputs,
-            "--anchor-last needs --window-inputs (it sets where a window's forecast is measured from)"
-        );
         ensure!(
             self.max_minutes > 0.0,
             "--max-minutes must be more than 0, got {}",
@@ -701,7 +691,6 @@ pub fn train(
         opts.log_target && !opts.window_inputs,
     );
     stats.per_window = opts.window_inputs;
-    stats.anchor_last = opts.window_inputs && opts.anchor_last;
     let data = prepare(series, &stats);
     let weights = opts.scale_weighting.then(|| series_weights(&data));
     let mut train_origins: Vec<Origin> = Vec::new();

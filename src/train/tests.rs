@@ -203,13 +203,6 @@ fn bad_options_name_their_flag() {
             },
             "--covariate-dropout",
         ),
-        (
-            TrainOptions {
-                anchor_last: true,
-                ..d()
-            },
-            "--anchor-last",
-        ),
     ] {
         let e = o.check().unwrap_err().to_string();
         assert!(e.starts_with(flag), "{flag}: {e}");

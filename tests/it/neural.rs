@@ -280,69 +280,55 @@ fn shipped_models_fast_path_equals_candle() {
 /// A tiny network trained with window inputs reads no absolute level:
 /// forecasting a group whose load is five times larger, or whose memory
 /// sits 60 points higher, gives five times the forecast, and the same
-/// forecast, whether forecasts are measured from the window's mean or its
-/// last value (`--anchor-last`). (The global-statistics model reads both
-/// levels.)
+/// forecast. (The global-statistics model reads both levels.)
 #[actix_web::test]
 async fn window_inputs_make_forecasts_follow_the_scale_of_the_load() {
     use forescale::domain::{MetricSample, N_MEASURED};
     use forescale::forecast::NeuralModel;
     use forescale::store::{GridSpec, grid};
     let dir = tempfile::tempdir().unwrap();
-    for (k, flags) in [
-        &["--window-inputs"][..],
-        &["--window-inputs", "--anchor-last"],
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let out = dir.path().join(format!("bilstm-{k}"));
-        train_tiny(&out, flags).await;
-        let model = NeuralModel::load(&out).unwrap();
-        assert!(model.file.norm.per_window);
-        assert_eq!(
-            model.file.norm.anchor_last,
-            flags.contains(&"--anchor-last")
-        );
-        let window = |cpu_scale: f32, mem_shift: f32| {
-            let samples: Vec<MetricSample> = (0..24)
-                .map(|i| {
-                    let mut values = [None; N_MEASURED];
-                    values[0] = Some(cpu_scale * (12.0 + 4.0 * (i as f32 / 3.0).sin()));
-                    values[4] = Some(mem_shift + 20.0 + (i % 5) as f32);
-                    MetricSample {
-                        timestamp: 1_700_000_000 + i * 300,
-                        values,
-                        capacity: None,
-                    }
-                })
-                .collect();
-            grid(
-                &samples,
-                GridSpec {
-                    step: 300,
-                    max_gap_steps: Some(3),
-                },
-            )
-        };
-        let base = model.forecast(&window(1.0, 0.0).rows, 12).unwrap();
-        let big = model.forecast(&window(5.0, 0.0).rows, 12).unwrap();
-        let busy_mem = model.forecast(&window(1.0, 60.0).rows, 12).unwrap();
-        for k in 0..12 {
-            for (a, b) in [
-                (base.p10[k], big.p10[k]),
-                (base.p50[k], big.p50[k]),
-                (base.p90[k], big.p90[k]),
-            ] {
-                assert!(
-                    (5.0 * a - b).abs() <= 1e-3 * b.abs() + 1e-2,
-                    "{k}: 5 x {a} vs {b}"
-                );
-            }
+    let out = dir.path().join("bilstm");
+    train_tiny(&out, &["--window-inputs"]).await;
+    let model = NeuralModel::load(&out).unwrap();
+    assert!(model.file.norm.per_window);
+    let window = |cpu_scale: f32, mem_shift: f32| {
+        let samples: Vec<MetricSample> = (0..24)
+            .map(|i| {
+                let mut values = [None; N_MEASURED];
+                values[0] = Some(cpu_scale * (12.0 + 4.0 * (i as f32 / 3.0).sin()));
+                values[4] = Some(mem_shift + 20.0 + (i % 5) as f32);
+                MetricSample {
+                    timestamp: 1_700_000_000 + i * 300,
+                    values,
+                    capacity: None,
+                }
+            })
+            .collect();
+        grid(
+            &samples,
+            GridSpec {
+                step: 300,
+                max_gap_steps: Some(3),
+            },
+        )
+    };
+    let base = model.forecast(&window(1.0, 0.0).rows, 12).unwrap();
+    let big = model.forecast(&window(5.0, 0.0).rows, 12).unwrap();
+    let busy_mem = model.forecast(&window(1.0, 60.0).rows, 12).unwrap();
+    for k in 0..12 {
+        for (a, b) in [
+            (base.p10[k], big.p10[k]),
+            (base.p50[k], big.p50[k]),
+            (base.p90[k], big.p90[k]),
+        ] {
             assert!(
-                (base.p50[k] - busy_mem.p50[k]).abs() < 1e-4,
-                "{k}: memory level read"
+                (5.0 * a - b).abs() <= 1e-3 * b.abs() + 1e-2,
+                "{k}: 5 x {a} vs {b}"
             );
         }
+        assert!(
+            (base.p50[k] - busy_mem.p50[k]).abs() < 1e-4,
+            "{k}: memory level read"
+        );
     }
 }
