@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::data::{GriddedSeries, TRAIN_END_PCT, VAL_END_PCT};
 use crate::domain::{N_FEATURES, N_MEASURED, TARGET};
-use crate::eval::{AbsErrors, mase_scale};
+use crate::eval::mase_scale;
 use crate::features::{NormStats, encode, normalise_rows, raw_rows};
 use crate::forecast::DAY_STEPS;
 use crate::forecast::bilstm_attention::{
@@ -41,6 +41,10 @@ pub mod policy;
 pub mod ppo;
 pub mod retrain;
 mod rng;
+mod validation;
+
+pub use validation::DatasetVal;
+use validation::{naive_val_metrics, val_by_dataset, val_metrics};
 
 pub use card::write_model_card;
 pub use folder::write_model_folder;
@@ -274,56 +278,6 @@ pub struct Trained {
     pub peak_rss_mb: Option<f64>,
 }
 
-/// One dataset's share of the validation origins.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatasetVal {
-    pub dataset: String,
-    pub origins: usize,
-    pub mae: f64,
-    pub mase_median: f64,
-    pub naive_mae: f64,
-    pub naive_mase_median: f64,
-}
-
-/// The validation scores split by dataset (the part of a series id before
-/// its first `/`); empty when every series comes from one dataset.
-fn val_by_dataset(
-    net: &TrainNet,
-    arch: &Architecture,
-    data: &[Prepared],
-    ids: &[&str],
-    origins: &[Origin],
-    stats: &NormStats,
-) -> candle_core::Result<Vec<DatasetVal>> {
-    let dataset = |s: usize| ids[s].split_once('/').map(|(d, _)| d);
-    let mut names: Vec<&str> = origins.iter().filter_map(|o| dataset(o.0)).collect();
-    names.sort_unstable();
-    names.dedup();
-    if names.len() < 2 {
-        return Ok(Vec::new());
-    }
-    names
-        .into_iter()
-        .map(|name| {
-            let mine: Vec<Origin> = origins
-                .iter()
-                .copied()
-                .filter(|o| dataset(o.0) == Some(name))
-                .collect();
-            let (mae, mase_median) = val_metrics(net, arch, data, &mine, stats)?;
-            let (naive_mae, naive_mase_median) = naive_val_metrics(data, &mine, arch.horizon());
-            Ok(DatasetVal {
-                dataset: name.to_string(),
-                origins: mine.len(),
-                mae,
-                mase_median,
-                naive_mae,
-                naive_mase_median,
-            })
-        })
-        .collect()
-}
-
 /// Peak resident set size of this process so far, MB (Linux only).
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -554,47 +508,6 @@ fn restore(varmap: &VarMap, snap: &HashMap<String, Tensor>) -> candle_core::Resu
         }
     }
     Ok(())
-}
-
-/// MAE of the median (original scale) over origins, and the median over
-/// series of MAE / seasonal scale.
-fn val_metrics(
-    net: &TrainNet,
-    arch: &Architecture,
-    data: &[Prepared],
-    origins: &[Origin],
-    stats: &NormStats,
-) -> candle_core::Result<(f64, f64)> {
-    let dims = (arch.lookback(), arch.horizon(), known_inputs(arch));
-    let mut errors = AbsErrors::new(data.len());
-    for chunk in origins.chunks(1024) {
-        let b = gather(data, stats, chunk, dims, None)?;
-        let q = net.forward(&b.x, &b.future, None)?.to_vec3::<f32>()?;
-        for ((&(s, t), steps), (shift, unit)) in chunk.iter().zip(&q).zip(&b.scaling) {
-            for (k, step) in steps.iter().enumerate() {
-                let p50 = if stats.per_window {
-                    (shift + unit * step[1]).max(0.0)
-                } else {
-                    stats.denormalise_target(step[1])
-                };
-                errors.add(s, f64::from((data[s].y_raw[t + k] - p50).abs()));
-            }
-        }
-    }
-    Ok((errors.mae(), errors.median_mase(|s| data[s].scale)))
-}
-
-/// The naive forecast (last value) on the same validation origins: the
-/// reference a trained network has to beat, printed with the log.
-fn naive_val_metrics(data: &[Prepared], origins: &[Origin], h: usize) -> (f64, f64) {
-    let mut errors = AbsErrors::new(data.len());
-    for &(s, t) in origins {
-        let last = data[s].y_raw[t - 1];
-        for k in 0..h {
-            errors.add(s, f64::from((data[s].y_raw[t + k] - last).abs()));
-        }
-    }
-    (errors.mae(), errors.median_mase(|s| data[s].scale))
 }
 
 /// Per-series loss weights: median scale / scale, clipped to [0.1, 10].
