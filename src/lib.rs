@@ -13,6 +13,8 @@
 //! - [`features`]: window -> normalised `[L, 23]` model input + mask.
 //! - [`forecast`]: models behind one enum, quantile forecasts; [`simd`]:
 //!   the SIMD kernels its fast path and the policy share.
+//! - [`accuracy`]: per group, every candidate's forecasts scored against
+//!   the actuals, the served model (`auto`), calibrated quantiles.
 //! - [`policy`]: reference policies, the learned policy, guardrails,
 //!   recommendations, the versioned policy folder.
 //! - [`actuator`]: capacity plan -> the group's scheduled actions (Auto
@@ -27,6 +29,7 @@
 //! control-loop tick, a retrain round); [`http`] and [`cli`] are the
 //! edges that call it.
 
+pub mod accuracy;
 pub mod actuator;
 pub mod app;
 pub mod aws;

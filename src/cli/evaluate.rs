@@ -4,22 +4,27 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use super::{DatasetArgs, GridArgs, ModelsArgs, command_line, resolve_models};
+use crate::accuracy::LedgerConfig;
 use crate::data::{self, DatasetSource};
 use crate::domain::HORIZON;
+use crate::eval::auto::AutoSpec;
 use crate::eval::run::score_and_report;
 use crate::eval::suite::run_suite;
-use crate::eval::{EvalOptions, ReportContext};
+use crate::eval::{EvalModel, EvalOptions, ReportContext};
 use crate::forecast::Forecaster;
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DatasetArgs,
-    /// Models to score, comma-separated: baselines (naive, snaive) and
-    /// trained models found in --models-dir (bilstm, lstm).
+    /// Models to score, comma-separated: baselines (naive, snaive), the
+    /// statistical models (ets, mstl), trained models found in
+    /// --models-dir (bilstm, lstm, tft), and `auto`: the service's
+    /// per-group choice among --auto-candidates, replayed.
     #[arg(
         long,
         env = "FORESCALE_MODELS",
@@ -27,6 +32,15 @@ pub struct EvaluateArgs {
         default_value = "naive,snaive"
     )]
     pub models: Vec<String>,
+    /// The candidates `auto` chooses among; the first serves until there
+    /// is evidence.
+    #[arg(
+        long,
+        env = "FORESCALE_AUTO_CANDIDATES",
+        value_delimiter = ',',
+        default_value = "bilstm,mstl,naive,snaive"
+    )]
+    pub auto_candidates: Vec<String>,
     #[command(flatten)]
     pub registry: ModelsArgs,
     /// Output folder for metrics.csv and report.md.
@@ -124,10 +138,30 @@ pub(super) fn load_datasets(
 
 pub(super) fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     let registry = args.registry.load()?;
-    let mut models = resolve_models(&args.models, &registry)?;
+    let mut models: Vec<EvalModel> = Vec::with_capacity(args.models.len());
+    for name in &args.models {
+        if name.trim() == "auto" {
+            let candidates =
+                resolve_models(&args.auto_candidates, &registry).context("--auto-candidates")?;
+            anyhow::ensure!(
+                !candidates.is_empty(),
+                "--auto-candidates: name at least one model"
+            );
+            models.push(EvalModel::Auto(AutoSpec {
+                candidates,
+                config: LedgerConfig::default(),
+            }));
+        } else {
+            models.extend(
+                resolve_models(std::slice::from_ref(name), &registry)?
+                    .into_iter()
+                    .map(EvalModel::from),
+            );
+        }
+    }
     if let Some(Suite::V2) = args.suite {
         if !models.iter().any(|m| m.name() == "naive") {
-            models.extend(Forecaster::by_name("naive"));
+            models.extend(Forecaster::by_name("naive").map(EvalModel::from));
         }
         let opts = EvalOptions {
             horizon: args.horizon,

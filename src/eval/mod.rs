@@ -5,6 +5,7 @@
 //! each the model reads rows [0, t) and forecasts t .. t+H-1. Metrics are on
 //! the original scale (CPU %), over all series, origins and horizon steps.
 
+pub mod auto;
 pub mod plots;
 pub mod run;
 pub mod suite;
@@ -17,6 +18,37 @@ use serde::Serialize;
 
 use crate::data::GriddedSeries;
 use crate::forecast::{Forecaster, QuantileForecast, quantile};
+
+/// A model an evaluation scores: one forecaster, or `auto` (the
+/// service's per-group choice among candidates, replayed).
+#[derive(Debug, Clone)]
+pub enum EvalModel {
+    One(Forecaster),
+    Auto(auto::AutoSpec),
+}
+
+impl EvalModel {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::One(f) => f.name(),
+            Self::Auto(_) => "auto",
+        }
+    }
+
+    /// The forecaster, unless this is `auto`.
+    pub fn forecaster(&self) -> Option<&Forecaster> {
+        match self {
+            Self::One(f) => Some(f),
+            Self::Auto(_) => None,
+        }
+    }
+}
+
+impl From<Forecaster> for EvalModel {
+    fn from(f: Forecaster) -> Self {
+        Self::One(f)
+    }
+}
 
 /// The evaluation settings (EVAL.md defaults).
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +171,32 @@ pub fn evaluate(
     model: &Forecaster,
     series: &[GriddedSeries],
     opts: EvalOptions,
+    progress: impl FnMut(),
+    sinks: &mut [&mut dyn ForecastSink],
+) -> csv::Result<ModelScores> {
+    let h = opts.horizon;
+    evaluate_with(
+        model.name(),
+        series,
+        opts,
+        |_, s, t| model.forecast(&s.window.rows[..t], h),
+        progress,
+        sinks,
+    )
+}
+
+/// Score forecasts made by `forecast(series index, series, origin)`, called
+/// for each series in order and, within a series, for its origins in
+/// increasing order (a stateful forecaster may rely on it).
+pub fn evaluate_with(
+    name: &str,
+    series: &[GriddedSeries],
+    opts: EvalOptions,
+    mut forecast: impl FnMut(
+        usize,
+        &GriddedSeries,
+        usize,
+    ) -> Result<QuantileForecast, crate::forecast::ForecastError>,
     mut progress: impl FnMut(),
     sinks: &mut [&mut dyn ForecastSink],
 ) -> csv::Result<ModelScores> {
@@ -157,7 +215,7 @@ pub fn evaluate(
         let mut t = s.split.val_end;
         while t + h <= y.len() {
             let started = Instant::now();
-            let fc = model.forecast(&s.window.rows[..t], h);
+            let fc = forecast(si, s, t);
             latencies.push(started.elapsed().as_secs_f32() * 1e6);
             let Ok(fc) = fc else {
                 skipped += 1;
@@ -198,7 +256,7 @@ pub fn evaluate(
     let mase_series = mase.len();
     let mase_mean = mase.iter().sum::<f64>() / mase_series.max(1) as f64;
     Ok(ModelScores {
-        model: model.name().to_owned(),
+        model: name.to_owned(),
         series: series.len(),
         origins,
         points: n,

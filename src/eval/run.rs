@@ -9,8 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{EvalOptions, ForecastDump, ForecastSink, ModelFacts, ModelScores, ReportContext};
-use super::{evaluate, facts_table, plots, write_report};
+use super::auto::{AutoReplay, AutoSummary};
+use super::{EvalModel, EvalOptions, ForecastDump, ForecastSink, ModelFacts, ModelScores};
+use super::{ReportContext, evaluate, evaluate_with, facts_table, plots, write_report};
 use crate::data::GriddedSeries;
 use crate::forecast::Forecaster;
 
@@ -41,20 +42,27 @@ fn dump_path(path: &Path, model: &str, models: usize) -> PathBuf {
     path.with_file_name(format!("{stem}.{model}.{ext}"))
 }
 
+/// Scores of every model and, for `auto`, which models it served.
+#[derive(Debug, Clone)]
+pub struct RunScores {
+    pub scores: Vec<ModelScores>,
+    pub auto: Option<AutoSummary>,
+}
+
 /// Score models on gridded series; print and write the report.
 pub fn score_and_report(
-    models: &[Forecaster],
+    models: &[EvalModel],
     series: &[GriddedSeries],
     ctx: &ReportContext,
     opts: EvalOptions,
     out: &Path,
     dump_to: Option<&Path>,
-) -> anyhow::Result<Vec<ModelScores>> {
+) -> anyhow::Result<RunScores> {
     // Fan charts follow the first trained model named (else the last
     // model) on the three busiest series (by train-segment mean CPU).
     let featured = models
         .iter()
-        .position(|m| matches!(m, Forecaster::Neural(_)))
+        .position(|m| matches!(m.forecaster(), Some(Forecaster::Neural(_))))
         .unwrap_or(models.len().saturating_sub(1));
     let mut busiest: Vec<(f32, &GriddedSeries)> = series
         .iter()
@@ -76,6 +84,7 @@ pub fn score_and_report(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut scores = Vec::new();
+    let mut auto = None;
     for (i, m) in models.iter().enumerate() {
         let pb = progress(series.len() as u64, m.name());
         let mut dump = match dump_to {
@@ -95,7 +104,21 @@ pub fn score_and_report(
         if i == featured {
             sinks.push(&mut fans);
         }
-        scores.push(evaluate(m, series, opts, || pb.inc(1), &mut sinks)?);
+        match m {
+            EvalModel::One(f) => scores.push(evaluate(f, series, opts, || pb.inc(1), &mut sinks)?),
+            EvalModel::Auto(spec) => {
+                let mut replay = AutoReplay::new(spec, opts.horizon);
+                scores.push(evaluate_with(
+                    "auto",
+                    series,
+                    opts,
+                    |si, s, t| replay.forecast(si, s, t),
+                    || pb.inc(1),
+                    &mut sinks,
+                )?);
+                auto = Some(replay.finish());
+            }
+        }
         if let Some(d) = dump {
             d.finish()?;
         }
@@ -122,7 +145,7 @@ pub fn score_and_report(
     }
     // The mean attention (for the TFT: variable selection) of every
     // trained model.
-    for m in models {
+    for m in models.iter().filter_map(EvalModel::forecaster) {
         if let Some(w) = mean_attention(m, series, opts.horizon, 2_000) {
             plots::heatmap(
                 &plot_dir.join(format!("attention-{}.svg", m.name())),
@@ -135,6 +158,30 @@ pub fn score_and_report(
     eprintln!("plots: {}", plot_dir.display());
     write_report(out, ctx, opts, &scores)
         .with_context(|| format!("writing the report to {}", out.display()))?;
+    if let Some(a) = &auto {
+        use std::io::Write as _;
+        let mut md = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join("report.md"))?;
+        let names: Vec<&str> = models
+            .iter()
+            .find_map(|m| match m {
+                EvalModel::Auto(spec) => {
+                    Some(spec.candidates.iter().map(Forecaster::name).collect())
+                }
+                EvalModel::One(_) => None,
+            })
+            .unwrap_or_default();
+        writeln!(
+            md,
+            "\n## auto\n\nThe service's per-group choice among {} (the first serves until there is evidence), \
+             with calibrated quantiles, replayed from the start of each series' validation segment using only \
+             rows before each origin (docs/accuracy.md). {}.",
+            names.join(", "),
+            a.line()
+        )?;
+        eprintln!("auto: {}", a.line());
+    }
     let facts = model_facts(models, series, opts.horizon, &scores)?;
     if !facts.is_empty() {
         let table = facts_table(&facts);
@@ -168,20 +215,22 @@ pub fn score_and_report(
         );
     }
     println!("report: {}", out.join("report.md").display());
-    Ok(scores)
+    Ok(RunScores { scores, auto })
 }
 
 /// Parameters, training cost and latency of the trained models among
 /// `models` (baselines have none), in the order given.
 fn model_facts(
-    models: &[Forecaster],
+    models: &[EvalModel],
     series: &[GriddedSeries],
     step: usize,
     scores: &[ModelScores],
 ) -> anyhow::Result<Vec<ModelFacts>> {
     let mut out = Vec::new();
     for (m, s) in models.iter().zip(scores) {
-        let Forecaster::Neural(n) = m else { continue };
+        let Some(Forecaster::Neural(n)) = m.forecaster() else {
+            continue;
+        };
         let mut inputs = Vec::with_capacity(5_000);
         'fill: while !series.is_empty() {
             for g in series {

@@ -10,10 +10,10 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
+use super::auto::AutoSummary;
 use super::run::score_and_report;
-use super::{EvalOptions, ModelScores, ReportContext, plots};
+use super::{EvalModel, EvalOptions, ModelScores, ReportContext, plots};
 use crate::data::{self, DatasetSource};
-use crate::forecast::Forecaster;
 
 /// The datasets of the suite, in report order. `nab-aws-cloudwatch` is the
 /// transfer check: no learned model may fit any of it.
@@ -84,7 +84,7 @@ pub fn rows_for(dataset: &str, scores: &[ModelScores]) -> anyhow::Result<Vec<Sui
 /// `data_root`, one report per dataset in `out/<dataset>/`, then
 /// `out/suite.csv`, `out/report.md` and `out/plots/ratios-wql.svg`.
 pub fn run_suite(
-    models: &[Forecaster],
+    models: &[EvalModel],
     data_root: &Path,
     step: i64,
     opts: EvalOptions,
@@ -96,6 +96,7 @@ pub fn run_suite(
         "--suite needs naive among --models (every ratio is to it)"
     );
     let mut rows = Vec::new();
+    let mut auto = Vec::new();
     for name in SUITE_V2 {
         let source = DatasetSource::parse(name, data_root)
             .with_context(|| format!("the suite's dataset {name}"))?;
@@ -103,18 +104,20 @@ pub fn run_suite(
         let (raw, report) = data::load(&source)?;
         let series = data::prepare(&raw, step);
         let ctx = ReportContext::new(source.name(), &series, report, command.to_owned());
-        let scores = score_and_report(models, &series, &ctx, opts, &out.join(name), None)?;
-        rows.extend(rows_for(name, &scores)?);
+        let run = score_and_report(models, &series, &ctx, opts, &out.join(name), None)?;
+        rows.extend(rows_for(name, &run.scores)?);
+        auto.extend(run.auto.map(|a| (name, a)));
     }
-    write_suite(out, models, &rows, command)?;
+    write_suite(out, models, &rows, &auto, command)?;
     Ok(rows)
 }
 
 /// `suite.csv`, `report.md` and the ratio chart.
 pub fn write_suite(
     out: &Path,
-    models: &[Forecaster],
+    models: &[EvalModel],
     rows: &[SuiteRow],
+    auto: &[(&str, AutoSummary)],
     command: &str,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out.join("plots"))?;
@@ -123,7 +126,7 @@ pub fn write_suite(
         w.serialize(r)?;
     }
     w.flush()?;
-    let names: Vec<&str> = models.iter().map(Forecaster::name).collect();
+    let names: Vec<&str> = models.iter().map(EvalModel::name).collect();
     let datasets: Vec<&str> = SUITE_V2
         .iter()
         .copied()
@@ -184,6 +187,16 @@ pub fn write_suite(
                 r.points,
                 r.skipped
             );
+        }
+    }
+    if !auto.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## What auto served\n\nPer dataset, the share of scored origins each candidate served \
+             and how often a series' choice changed (docs/accuracy.md).\n"
+        );
+        for (d, a) in auto {
+            let _ = writeln!(md, "- {d}: {}", a.line());
         }
     }
     let _ = writeln!(

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::WindowRow;
 
@@ -34,7 +34,7 @@ pub use baseline::quantile;
 pub use neural::{Embedding, Explanation, ModelError, NeuralModel};
 
 /// Quantiles forecast for each of `horizon` steps.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuantileForecast {
     pub p10: Vec<f32>,
     pub p50: Vec<f32>,

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::{TrainOptions, Trained, write_model_card};
 use crate::data::GriddedSeries;
+use crate::eval::EvalModel;
 use crate::eval::run::score_and_report;
 use crate::eval::{EvalOptions, ReportContext};
 use crate::forecast::{Forecaster, NeuralModel, neural};
@@ -65,11 +66,12 @@ pub fn write_model_folder(
         "saved {model} ({params} parameters) to {}; scoring on the test segments",
         out.display()
     );
-    let mut models: Vec<Forecaster> = Forecaster::NAMES
+    let mut models: Vec<EvalModel> = Forecaster::NAMES
         .iter()
         .filter_map(|n| Forecaster::by_name(n))
+        .map(EvalModel::from)
         .collect();
-    models.push(Forecaster::Neural(std::sync::Arc::new(loaded)));
+    models.push(Forecaster::Neural(std::sync::Arc::new(loaded)).into());
     let scores = score_and_report(
         &models,
         series,
@@ -77,7 +79,8 @@ pub fn write_model_folder(
         EvalOptions::default(),
         &out.join("eval"),
         None,
-    )?;
+    )?
+    .scores;
     write_model_card(out, &file, trained, &scores, params)?;
     Ok(())
 }
