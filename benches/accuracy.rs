@@ -1,0 +1,97 @@
+//! The accuracy ledger's own cost (`forescale::accuracy::GroupLedger`),
+//! without the candidates' forecasts: one step for a fleet of groups,
+//! each observing its newest actual, choosing its model and recording
+//! four candidates' 12-step forecasts. Ledgers are warmed with a week of
+//! 5-minute steps first, so every ring is full. Also prints the size of
+//! one warmed ledger as JSON, what storing it costs.
+//!
+//! `cargo bench --bench accuracy`
+
+#![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use forescale::accuracy::{GroupLedger, LedgerConfig};
+use forescale::domain::HORIZON;
+use forescale::forecast::QuantileForecast;
+
+const STEP: i64 = 300;
+const CANDIDATES: [&str; 4] = ["bilstm", "mstl", "naive", "snaive"];
+
+fn load(g: usize, t: i64) -> f32 {
+    40.0 + 20.0 * ((t as f32 / 3_600.0) + g as f32).sin()
+}
+
+/// Four candidates' forecasts from the value `y`, each a little off.
+fn forecasts(y: f32) -> Vec<Option<QuantileForecast>> {
+    (0..CANDIDATES.len())
+        .map(|i| {
+            let p50 = y + i as f32 - 1.5;
+            Some(QuantileForecast {
+                p10: vec![p50 - 3.0; HORIZON],
+                p50: vec![p50; HORIZON],
+                p90: vec![p50 + 3.0; HORIZON],
+            })
+        })
+        .collect()
+}
+
+/// One step of one group's ledger at time `t`.
+fn step(l: &mut GroupLedger, g: usize, t: i64) {
+    let y = load(g, t - STEP);
+    l.observe(t - STEP, y);
+    l.choose(t - STEP);
+    l.record(t, STEP, forecasts(y));
+}
+
+/// `n` ledgers after a week of steps; the time of the next step.
+fn warmed(n: usize) -> (Vec<GroupLedger>, i64) {
+    let week = 7 * 288;
+    let mut ledgers: Vec<GroupLedger> = (0..n)
+        .map(|_| GroupLedger::new(&CANDIDATES, HORIZON, LedgerConfig::default()))
+        .collect();
+    for k in 1..=week {
+        for (g, l) in ledgers.iter_mut().enumerate() {
+            step(l, g, k * STEP);
+        }
+    }
+    (ledgers, (week + 1) * STEP)
+}
+
+fn bench(c: &mut Criterion) {
+    let (one, _) = warmed(1);
+    let json = serde_json::to_vec(&one[0]).unwrap();
+    eprintln!(
+        "one warmed ledger ({} candidates): {} bytes of JSON",
+        CANDIDATES.len(),
+        json.len()
+    );
+
+    let n = 5_000;
+    let (fleet, t) = warmed(n);
+    let mut g = c.benchmark_group("ledger_step");
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(20);
+    g.bench_function("5000_groups", |b| {
+        b.iter_batched_ref(
+            || fleet.clone(),
+            |ledgers| {
+                for (i, l) in ledgers.iter_mut().enumerate() {
+                    step(l, i, t);
+                }
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.finish();
+    let mut g = c.benchmark_group("ledger_json");
+    g.bench_function("one_group_to_json", |b| {
+        b.iter(|| serde_json::to_vec(&one[0]).unwrap());
+    });
+    g.bench_function("one_group_from_json", |b| {
+        b.iter(|| serde_json::from_slice::<GroupLedger>(&json).unwrap());
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
