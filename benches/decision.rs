@@ -54,13 +54,15 @@ async fn fleet(n: usize, cache_capacity: usize) -> (web::Data<AppState>, Vec<Gro
             guardrails: None,
         });
     }
+    let registry = ModelRegistry::load_dir(&models).unwrap();
     let state = AppState {
+        ledgers: forescale::app::accuracy::LedgerBook::in_memory(&registry),
         store,
         metrics: Metrics::default(),
         ingest: IngestLimits::default(),
         max_body_bytes: 1 << 20,
         default_model: "bilstm".into(),
-        models: ModelRegistry::load_dir(&models).unwrap(),
+        models: registry,
         cache: EmbeddingCache::new(cache_capacity, Duration::from_secs(3_600)),
         actuator: None,
         tokens: None,

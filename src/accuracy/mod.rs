@@ -156,6 +156,9 @@ pub struct GroupLedger {
     pub last_switch: Option<Switch>,
     /// Newest actual seen.
     pub observed_until: Option<i64>,
+    /// First step of the newest forecast recorded.
+    #[serde(default)]
+    pub last_origin: Option<i64>,
 }
 
 impl GroupLedger {
@@ -173,6 +176,7 @@ impl GroupLedger {
             switches: 0,
             last_switch: None,
             observed_until: None,
+            last_origin: None,
         }
     }
 
@@ -286,6 +290,7 @@ impl GroupLedger {
         step: i64,
         forecasts: Vec<Option<QuantileForecast>>,
     ) -> Option<(usize, QuantileForecast)> {
+        self.last_origin = Some(self.last_origin.map_or(start, |o| o.max(start)));
         let mut made: Vec<Option<QuantileForecast>> = Vec::with_capacity(self.models.len());
         for (m, fc) in self.models.iter_mut().zip(forecasts) {
             let Some(raw) = fc else {

@@ -440,7 +440,20 @@ impl ServiceConfig {
             }
             None => Default::default(),
         };
+        // Ledgers live beside the samples with the in-process store; with
+        // Redis, in memory only for now.
+        let ledger_dir = match &self.store.redis_url {
+            None => Some(self.store.data_dir.join("ledgers")),
+            Some(_) => None,
+        };
+        let ledgers = super::accuracy::LedgerBook::new(
+            super::accuracy::default_candidates(&models),
+            crate::accuracy::LedgerConfig::default(),
+            ledger_dir.clone(),
+        )
+        .with_context(|| format!("creating the ledger folder {ledger_dir:?}"))?;
         Ok(AppState {
+            ledgers,
             group_settings: std::sync::Arc::new(group_settings),
             policy: crate::policy::rl::LivePolicy::new(policy),
             tokens,

@@ -4,6 +4,8 @@
 //! - [`AppState`]: what every use case shares; [`config`] builds it from
 //!   the service's configuration (the composition root).
 //! - [`forecast`]: a cached forecast of a window or a stored group.
+//! - [`accuracy`]: each group's accuracy ledger, brought up to date from
+//!   its samples.
 //! - [`decision`]: a decision cycle for one group or a fleet.
 //! - [`control`]: the control loop (pull -> store -> forecast -> plan ->
 //!   actuator), one tick at a time.
@@ -12,6 +14,7 @@
 //! Errors are [`AppError`]; the HTTP layer maps them to statuses. The
 //! background loops take a [`Shutdown`] and stop between ticks.
 
+pub mod accuracy;
 pub mod auth;
 pub mod config;
 pub mod control;
@@ -60,6 +63,8 @@ pub struct AppState {
     /// Guardrail settings per group (`--group-settings`); a group not
     /// named gets the defaults.
     pub group_settings: Arc<HashMap<ScalingGroup, GuardrailSettings>>,
+    /// Every group's accuracy ledger.
+    pub ledgers: accuracy::LedgerBook,
 }
 
 impl AppState {

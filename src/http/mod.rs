@@ -6,6 +6,7 @@
 //! ([`read_json`]) so that size, content-type and JSON errors get the same
 //! JSON error body as everything else.
 
+mod accuracy;
 mod actions;
 pub mod auth;
 mod error;
@@ -70,6 +71,7 @@ pub fn create_app(
             .into()
         }))
         .configure(groups::configure)
+        .configure(accuracy::configure)
         .configure(forecast::configure)
         .configure(recommend::configure)
         .configure(actions::configure)

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod accuracy;
 mod actuator;
 mod cli;
 mod control;

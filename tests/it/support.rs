@@ -104,6 +104,7 @@ impl Fixture {
             tokens: None,
             policy: forescale::policy::rl::LivePolicy::default(),
             group_settings: Default::default(),
+            ledgers: forescale::app::accuracy::LedgerBook::in_memory(&Default::default()),
         }
     }
 }

@@ -1,0 +1,188 @@
+//! The accuracy ledger of each stored group ([`GroupLedger`]): brought up
+//! to date from the group's samples, step by step, as the offline replay
+//! does: at each grid step, score what has arrived, choose, and record
+//! every candidate's forecast made from the rows before it. A group seen
+//! for the first time starts a day back; the ledger is kept in memory and,
+//! with the in-process store, in the data folder (one JSON file a group,
+//! replaced atomically), so it survives a restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::accuracy::{GroupLedger, LedgerConfig};
+use crate::domain::{HORIZON, ScalingGroup};
+use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
+
+use super::{AppError, AppState};
+
+/// Steps replayed at most when a ledger is brought up to date: a day.
+pub const CATCH_UP_STEPS: usize = DAY_STEPS;
+/// Fewest rows of history before the first forecast is recorded.
+const MIN_HISTORY: usize = 12;
+/// The candidates when none are configured.
+pub const DEFAULT_CANDIDATES: [&str; 4] = ["bilstm", "mstl", "naive", "snaive"];
+
+/// The default candidates that `models` can serve, in order.
+pub fn default_candidates(models: &ModelRegistry) -> Vec<String> {
+    DEFAULT_CANDIDATES
+        .iter()
+        .filter(|n| models.get(n).is_some())
+        .map(|n| (*n).to_owned())
+        .collect()
+}
+
+/// Every group's ledger, and where they are kept.
+#[derive(Debug)]
+pub struct LedgerBook {
+    candidates: Vec<String>,
+    config: LedgerConfig,
+    dir: Option<PathBuf>,
+    ledgers: tokio::sync::Mutex<HashMap<ScalingGroup, GroupLedger>>,
+}
+
+impl LedgerBook {
+    /// A book for `candidates` (the first serves until there is evidence),
+    /// kept in `dir` when given (created if missing).
+    pub fn new(
+        candidates: Vec<String>,
+        config: LedgerConfig,
+        dir: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(Self {
+            candidates,
+            config,
+            dir,
+            ledgers: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// In memory only, with the default candidates that `models` has.
+    pub fn in_memory(models: &ModelRegistry) -> Self {
+        Self {
+            candidates: default_candidates(models),
+            config: LedgerConfig::default(),
+            dir: None,
+            ledgers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn candidates(&self) -> &[String] {
+        &self.candidates
+    }
+
+    fn file(&self, group: &ScalingGroup) -> Option<PathBuf> {
+        // Group names are printable ASCII without ':'; '/' is the one
+        // character a file name cannot hold.
+        let name = group.as_str().replace('/', "%2F");
+        self.dir.as_ref().map(|d| d.join(format!("{name}.json")))
+    }
+
+    async fn get(&self, group: &ScalingGroup) -> Result<Option<GroupLedger>, AppError> {
+        if let Some(l) = self.ledgers.lock().await.get(group) {
+            return Ok(Some(l.clone()));
+        }
+        let Some(path) = self.file(group) else {
+            return Ok(None);
+        };
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| AppError::Internal(format!("reading {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AppError::Internal(format!(
+                "reading {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    async fn put(&self, group: &ScalingGroup, ledger: GroupLedger) -> Result<(), AppError> {
+        if let Some(path) = self.file(group) {
+            let bytes =
+                serde_json::to_vec(&ledger).map_err(|e| AppError::Internal(e.to_string()))?;
+            let tmp = path.with_extension("json.tmp");
+            let write = async {
+                tokio::fs::write(&tmp, &bytes).await?;
+                tokio::fs::File::open(&tmp).await?.sync_all().await?;
+                tokio::fs::rename(&tmp, &path).await
+            };
+            write
+                .await
+                .map_err(|e| AppError::Internal(format!("writing {}: {e}", path.display())))?;
+        }
+        self.ledgers.lock().await.insert(group.clone(), ledger);
+        Ok(())
+    }
+}
+
+/// Bring `group`'s ledger up to date with its stored samples and return
+/// it ([`AppError::GroupNotFound`] when the group has no samples).
+pub async fn catch_up(state: &AppState, group: &ScalingGroup) -> Result<GroupLedger, AppError> {
+    let book = &state.ledgers;
+    let models: Vec<Forecaster> =
+        book.candidates
+            .iter()
+            .map(|n| {
+                state.models.get(n).ok_or_else(|| {
+                    AppError::model(format!("accuracy candidate {n:?} is not loaded"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    let lookback = models
+        .iter()
+        .map(|m| m.lookback(HORIZON))
+        .max()
+        .unwrap_or(0)
+        + CATCH_UP_STEPS;
+    let window = state
+        .store
+        .window(group, lookback)
+        .await?
+        .ok_or_else(|| AppError::GroupNotFound(group.to_string()))?;
+    let names: Vec<&str> = book.candidates.iter().map(String::as_str).collect();
+    let ledger = book
+        .get(group)
+        .await?
+        .unwrap_or_else(|| GroupLedger::new(&names, HORIZON, book.config));
+    let ledger = tokio::task::spawn_blocking(move || replay(ledger, &models, &window))
+        .await
+        .map_err(|e| AppError::Internal(format!("ledger task: {e}")))?;
+    book.put(group, ledger.clone()).await?;
+    Ok(ledger)
+}
+
+/// Replay the grid steps of `window` the ledger has not seen (at most
+/// [`CATCH_UP_STEPS`] of them, and the next step after the window).
+fn replay(
+    mut ledger: GroupLedger,
+    models: &[Forecaster],
+    window: &crate::store::MetricWindow,
+) -> GroupLedger {
+    let rows = &window.rows;
+    let Some(end) = window.end() else {
+        return ledger;
+    };
+    let start_of = |t: usize| rows.get(t).map_or(end + window.step, |r| r.timestamp);
+    let first = rows.len().saturating_sub(CATCH_UP_STEPS).max(MIN_HISTORY);
+    for t in first..=rows.len() {
+        let start = start_of(t);
+        if ledger.last_origin.is_some_and(|o| start <= o) {
+            continue;
+        }
+        for r in &rows[..t] {
+            if ledger.observed_until.is_none_or(|o| r.timestamp > o) {
+                ledger.observe(r.timestamp, r.target());
+            }
+        }
+        ledger.choose(rows[t - 1].timestamp);
+        let fcs = models
+            .iter()
+            .map(|m| m.forecast(&rows[..t], HORIZON).ok())
+            .collect();
+        ledger.record(start, window.step, fcs);
+    }
+    ledger
+}

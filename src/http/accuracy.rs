@@ -1,0 +1,154 @@
+//! `GET /v1/groups/{group}/accuracy`: how each candidate model has done
+//! for a group lately, which one `auto` serves and why, and the state of
+//! its calibration.
+
+use actix_web::web;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{ApiError, AppState, ErrorBody, resource};
+use crate::accuracy::{GroupLedger, ModelTrack, Reason, Tally};
+use crate::app::accuracy::catch_up;
+use crate::domain::ScalingGroup;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource(
+        "/v1/groups/{group}/accuracy",
+        web::get().to(group_accuracy),
+    ));
+}
+
+const DAY: i64 = 86_400;
+
+/// Scores over a window; absent values where it holds no points.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WindowScores {
+    /// Points scored (forecast steps whose actual arrived).
+    pub points: u64,
+    /// Weighted quantile loss of p10, p50, p90 (lower is better).
+    pub wql: Option<f64>,
+    /// Mean absolute error of the median, CPU %.
+    pub mae: Option<f64>,
+    /// Share of actuals inside p10-p90 (0.80 is calibrated).
+    pub coverage: Option<f64>,
+}
+
+impl From<&Tally> for WindowScores {
+    fn from(t: &Tally) -> Self {
+        Self {
+            points: t.points as u64,
+            wql: t.wql(),
+            mae: t.mae(),
+            coverage: t.coverage(),
+        }
+    }
+}
+
+/// One candidate's record for the group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelAccuracy {
+    pub model: String,
+    /// The last 24 hours.
+    pub last_day: WindowScores,
+    /// The last 7 days.
+    pub last_week: WindowScores,
+    /// The last 7 days, per horizon step (index 0 is one step ahead).
+    pub per_step_week: Vec<WindowScores>,
+    /// Actuals the calibration has learned from, per horizon step.
+    pub calibration_updates: Vec<u32>,
+}
+
+/// The last change of the served model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SwitchBody {
+    /// Unix seconds.
+    pub at: i64,
+    pub from: String,
+    pub to: String,
+    /// WQL over the last day of the model replaced, and of its successor,
+    /// when the switch was made.
+    pub from_wql: f64,
+    pub to_wql: f64,
+}
+
+/// A group's accuracy ledger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccuracyResponse {
+    pub group: String,
+    /// The model `auto` serves the group with.
+    pub served_model: String,
+    /// Why: `no_evidence` (the global default until 6 of the last 24
+    /// hours hold scores), `best` (best WQL over the last day, or no
+    /// challenger better by 5 %), `switched` (within 6 hours of a switch),
+    /// `dwell` (a better challenger waits out those 6 hours).
+    pub reason: String,
+    /// The served model's WQL over the last day is above naive's.
+    pub degraded: bool,
+    pub switches: u32,
+    pub last_switch: Option<SwitchBody>,
+    /// Newest actual scored, Unix seconds; windows end there.
+    pub observed_until: Option<i64>,
+    pub models: Vec<ModelAccuracy>,
+}
+
+fn model_body(m: &ModelTrack, now: i64) -> ModelAccuracy {
+    ModelAccuracy {
+        model: m.name.clone(),
+        last_day: (&m.window(now, DAY).0).into(),
+        last_week: (&m.window(now, 7 * DAY).0).into(),
+        per_step_week: m.per_step(now, 7 * DAY).iter().map(Into::into).collect(),
+        calibration_updates: m.calibrator.updates().to_vec(),
+    }
+}
+
+fn body(group: &ScalingGroup, l: &GroupLedger) -> AccuracyResponse {
+    let now = l.observed_until.unwrap_or_default();
+    AccuracyResponse {
+        group: group.to_string(),
+        served_model: l.served_name().to_owned(),
+        reason: match l.reason {
+            Reason::NoEvidence => "no_evidence",
+            Reason::Best => "best",
+            Reason::Switched => "switched",
+            Reason::Dwell => "dwell",
+        }
+        .to_owned(),
+        degraded: l.degraded(now),
+        switches: l.switches,
+        last_switch: l.last_switch.as_ref().map(|s| SwitchBody {
+            at: s.at,
+            from: s.from.clone(),
+            to: s.to.clone(),
+            from_wql: s.from_wql,
+            to_wql: s.to_wql,
+        }),
+        observed_until: l.observed_until,
+        models: l.models.iter().map(|m| model_body(m, now)).collect(),
+    }
+}
+
+/// How each candidate model has forecast a stored group lately.
+///
+/// The ledger is first brought up to date with the group's samples (at
+/// most a day of steps is replayed: a group seen for the first time
+/// starts a day back). Windows end at the newest actual.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/accuracy",
+    tag = "forecast",
+    params(("group" = String, Path, description = "Auto Scaling group name")),
+    responses(
+        (status = 200, body = AccuracyResponse),
+        (status = 400, description = "Bad group name", body = ErrorBody),
+        (status = 404, description = "No samples for the group", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    )
+)]
+pub async fn group_accuracy(
+    state: web::Data<AppState>,
+    group: web::Path<String>,
+) -> Result<web::Json<AccuracyResponse>, ApiError> {
+    let group = ScalingGroup::parse(&group)?;
+    let ledger = catch_up(&state, &group).await?;
+    Ok(web::Json(body(&group, &ledger)))
+}

@@ -1,0 +1,133 @@
+//! `GET /v1/groups/{group}/accuracy`: the ledger brought up to date from
+//! pushed samples of a real VM, every candidate scored, the choice made by
+//! the rule, and the ledger kept across a restart.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use forescale::accuracy::LedgerConfig;
+use forescale::app::AppState;
+use forescale::app::accuracy::{LedgerBook, default_candidates};
+use forescale::data::{DatasetSource, load};
+use forescale::forecast::ModelRegistry;
+use forescale::http::create_app;
+use serde_json::{Value, json};
+
+use crate::support::{Fixture, Kind, shared_data};
+
+/// Two days of a real Bitbrains VM's CPU, as an ingest body; the newest
+/// timestamp.
+fn two_days() -> (Value, i64) {
+    let src = DatasetSource::parse("bitbrains-rnd", &shared_data()).unwrap();
+    let (series, _) = load(&src).unwrap();
+    let vm = &series[1];
+    let samples: Vec<Value> = vm.samples[..576]
+        .iter()
+        .map(|s| json!({"timestamp": s.timestamp, "features": {"cpu_usage_pct": s.values[0]}}))
+        .collect();
+    (json!({ "samples": samples }), vm.samples[575].timestamp)
+}
+
+/// GET `uri`: status and JSON body.
+macro_rules! get {
+    ($app:expr, $uri:expr) => {{
+        let resp = test::call_service($app, TestRequest::get().uri($uri).to_request()).await;
+        let status = resp.status();
+        let v: Value = test::read_body_json(resp).await;
+        (status, v)
+    }};
+}
+
+#[actix_web::test]
+async fn accuracy_scores_every_candidate_and_survives_a_restart() {
+    let f = Fixture::new(Kind::Memory, "accuracy");
+    let dir = tempfile::tempdir().unwrap();
+    let book = || {
+        LedgerBook::new(
+            default_candidates(&ModelRegistry::default()),
+            LedgerConfig::default(),
+            Some(dir.path().join("ledgers")),
+        )
+        .unwrap()
+    };
+    let state = web::Data::new(AppState {
+        ledgers: book(),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let (body, newest) = two_days();
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/groups/vm/samples")
+            .insert_header(ContentType::json())
+            .set_payload(body.to_string())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let (status, v) = get!(&app, "/v1/groups/vm/accuracy");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["group"], "vm");
+    assert_eq!(v["observed_until"], json!(newest - newest.rem_euclid(300)));
+    let models = v["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    // Without trained models in this fixture: the statistical model and the baselines.
+    assert_eq!(names, ["mstl", "naive", "snaive"]);
+    let mut best = f64::INFINITY;
+    for m in models {
+        // A day of origins replayed, 12 steps each: about 3,300 points.
+        let day = &m["last_day"];
+        let points = day["points"].as_u64().unwrap();
+        assert!((3_000..=3_456).contains(&points), "{m}");
+        let cov = day["coverage"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&cov));
+        assert_eq!(m["per_step_week"].as_array().unwrap().len(), 12);
+        assert!(m["calibration_updates"][0].as_u64().unwrap() > 250, "{m}");
+        best = best.min(day["wql"].as_f64().unwrap());
+    }
+    // The rule: the served model is within the margin of the best, unless a
+    // switch is waiting out its dwell.
+    let served = v["served_model"].as_str().unwrap();
+    let served_wql = models.iter().find(|m| m["model"] == served).unwrap()["last_day"]["wql"]
+        .as_f64()
+        .unwrap();
+    let reason = v["reason"].as_str().unwrap();
+    assert!(["best", "switched", "dwell"].contains(&reason), "{v}");
+    if reason == "best" {
+        assert!(served_wql * 0.95 <= best, "{v}");
+    }
+    if v["switches"].as_u64().unwrap() > 0 {
+        assert_eq!(v["last_switch"]["to"].as_str(), Some(served));
+    }
+
+    // Nothing new: asking again changes nothing.
+    let (_, again) = get!(&app, "/v1/groups/vm/accuracy");
+    assert_eq!(again, v);
+
+    // Unknown group, bad name.
+    let (status, e) = get!(&app, "/v1/groups/nobody/accuracy");
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("group_not_found"))
+    );
+    let (status, e) = get!(&app, "/v1/groups/a:b/accuracy");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(e["field"], "group");
+
+    // A restart: a new state on the same folders reads the ledger back.
+    drop(app);
+    let state = web::Data::new(AppState {
+        ledgers: book(),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let (status, after) = get!(&app, "/v1/groups/vm/accuracy");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(after, v);
+}
