@@ -132,6 +132,18 @@ pub enum Reason {
     Dwell,
 }
 
+impl Reason {
+    /// The reason as a stable, lower-case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoEvidence => "no_evidence",
+            Self::Best => "best",
+            Self::Switched => "switched",
+            Self::Dwell => "dwell",
+        }
+    }
+}
+
 /// A change of the served model and the scores that made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Switch {
@@ -313,6 +325,22 @@ impl GroupLedger {
             made.iter().position(Option::is_some)?
         };
         made.swap_remove(pick).map(|fc| (pick, fc))
+    }
+
+    /// The newest forecast recorded (first step at `last_origin`), of the
+    /// served model, calibrated; another candidate's if the served model
+    /// could not forecast then. With the candidate's index and the step.
+    pub fn latest(&self) -> Option<(usize, &QuantileForecast, i64)> {
+        let origin = self.last_origin?;
+        let of = |i: usize| {
+            self.models[i]
+                .pending
+                .iter()
+                .rev()
+                .find(|p| p.start == origin)
+                .map(|p| (i, &p.calibrated, p.step))
+        };
+        of(self.served).or_else(|| (0..self.models.len()).find_map(of))
     }
 
     /// True when the served model's WQL over the window is above naive's

@@ -13,6 +13,7 @@ use crate::accuracy::{GroupLedger, LedgerConfig};
 use crate::domain::{HORIZON, ScalingGroup};
 use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
 
+use super::forecast::WindowForecast;
 use super::{AppError, AppState};
 
 /// Steps replayed at most when a ledger is brought up to date: a day.
@@ -152,6 +153,42 @@ pub async fn catch_up(state: &AppState, group: &ScalingGroup) -> Result<GroupLed
         .map_err(|e| AppError::Internal(format!("ledger task: {e}")))?;
     book.put(group, ledger.clone()).await?;
     Ok(ledger)
+}
+
+/// `auto`'s forecast of a stored group: the ledger brought up to date,
+/// then the newest forecast of the model it serves, calibrated. Also the
+/// served model's name and the reason for the choice.
+pub async fn forecast_auto(
+    state: &AppState,
+    group: &ScalingGroup,
+    horizon: usize,
+) -> Result<(WindowForecast, String, &'static str), AppError> {
+    if horizon > HORIZON {
+        return Err(AppError::bad(
+            "horizon",
+            format!("model auto forecasts at most {HORIZON} steps, got {horizon}"),
+        ));
+    }
+    let ledger = catch_up(state, group).await?;
+    let (i, fc, step) = ledger
+        .latest()
+        .ok_or_else(|| AppError::model("no candidate could forecast this group yet"))?;
+    let mut forecast = fc.clone();
+    forecast.truncate(horizon);
+    let origin = ledger.last_origin.unwrap_or_default();
+    let served = ledger.models[i].name.clone();
+    state.metrics.forecast_served("auto");
+    Ok((
+        WindowForecast {
+            model: "auto".into(),
+            end: origin - step,
+            step_seconds: step,
+            forecast,
+            explanation: None,
+        },
+        served,
+        ledger.reason.code(),
+    ))
 }
 
 /// Replay the grid steps of `window` the ledger has not seen (at most

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, resource};
-use crate::accuracy::{GroupLedger, ModelTrack, Reason, Tally};
+use crate::accuracy::{GroupLedger, ModelTrack, Tally};
 use crate::app::accuracy::catch_up;
 use crate::domain::ScalingGroup;
 
@@ -106,13 +106,7 @@ fn body(group: &ScalingGroup, l: &GroupLedger) -> AccuracyResponse {
     AccuracyResponse {
         group: group.to_string(),
         served_model: l.served_name().to_owned(),
-        reason: match l.reason {
-            Reason::NoEvidence => "no_evidence",
-            Reason::Best => "best",
-            Reason::Switched => "switched",
-            Reason::Dwell => "dwell",
-        }
-        .to_owned(),
+        reason: l.reason.code().to_owned(),
         degraded: l.degraded(now),
         switches: l.switches,
         last_switch: l.last_switch.as_ref().map(|s| SwitchBody {

@@ -69,6 +69,8 @@ pub(super) fn forecast_response(f: WindowForecast) -> ForecastResponse {
     ForecastResponse {
         group: None,
         model,
+        served_model: None,
+        reason: None,
         step_seconds: step,
         history_end: rfc3339(end),
         points,

@@ -6,6 +6,8 @@ use super::forecast::forecast_response;
 use super::types::{ForecastQuery, ForecastResponse, GroupList, IngestRequest, IngestResponse};
 
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
+use crate::app::AppError;
+use crate::app::accuracy::forecast_auto;
 use crate::app::forecast::{check_horizon, forecast_group, pick_model};
 use crate::domain::ScalingGroup;
 use crate::ingest::parse_batch;
@@ -109,9 +111,25 @@ pub async fn group_forecast(
     query: web::Query<ForecastQuery>,
 ) -> Result<web::Json<ForecastResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
+    let explain = query.explain.unwrap_or(false);
+    if query.model.as_deref() == Some("auto") {
+        let horizon = check_horizon(query.horizon)?;
+        if explain {
+            return Err(AppError::bad(
+                "explain",
+                "auto serves several models; explain the served one by name",
+            )
+            .into());
+        }
+        let (f, served, reason) = forecast_auto(&state, &group, horizon).await?;
+        let mut resp = forecast_response(f);
+        resp.group = Some(group.to_string());
+        resp.served_model = Some(served);
+        resp.reason = Some(reason.to_owned());
+        return Ok(web::Json(resp));
+    }
     let model = pick_model(&state, query.model.as_deref())?;
     let horizon = check_horizon(query.horizon)?;
-    let explain = query.explain.unwrap_or(false);
     let (f, _) = forecast_group(&state, &group, model, horizon, explain).await?;
     let mut resp = forecast_response(f);
     resp.group = Some(group.to_string());

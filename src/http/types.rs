@@ -61,6 +61,13 @@ pub struct ForecastResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     pub model: String,
+    /// With `model=auto`: the candidate that served this group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// With `model=auto`: why that candidate (`no_evidence`, `best`,
+    /// `switched`, `dwell`; see `/v1/groups/{group}/accuracy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub step_seconds: i64,
     /// Last step of history the forecast was made from, RFC 3339.
     pub history_end: String,
@@ -115,8 +122,10 @@ pub struct GroupList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
-    /// Model name: `naive`, `snaive`, `ets`, `mstl`, or a trained model
-    /// (`bilstm`, `lstm`, `tft`).
+    /// Model name: `naive`, `snaive`, `ets`, `mstl`, a trained model
+    /// (`bilstm`, `lstm`, `tft`), or `auto` (stored groups only: the
+    /// candidate with the best recent accuracy for the group, its
+    /// quantiles calibrated to the group's errors; at most 12 steps).
     /// Default: the service's default model (`bilstm` when it is loaded).
     pub model: Option<String>,
     /// Steps ahead: 1 to 288 for the baselines, 1 to the model's horizon

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
+use chrono::DateTime;
 use forescale::accuracy::LedgerConfig;
 use forescale::app::AppState;
 use forescale::app::accuracy::{LedgerBook, default_candidates};
@@ -105,6 +106,34 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
     if v["switches"].as_u64().unwrap() > 0 {
         assert_eq!(v["last_switch"]["to"].as_str(), Some(served));
     }
+
+    // Forecasts by the choice: the served model's newest forecast,
+    // calibrated, for the steps after the newest bucket.
+    let (status, fc) = get!(&app, "/v1/groups/vm/forecast?model=auto");
+    assert_eq!(status, StatusCode::OK, "{fc}");
+    assert_eq!(
+        (fc["model"].as_str(), fc["served_model"].as_str()),
+        (Some("auto"), Some(served))
+    );
+    assert_eq!(fc["reason"], v["reason"]);
+    let points = fc["points"].as_array().unwrap();
+    assert_eq!(points.len(), 12);
+    for p in points {
+        let q = ["p10", "p50", "p90"].map(|k| p[k].as_f64().unwrap());
+        assert!(q[0] <= q[1] && q[1] <= q[2], "{p}");
+    }
+    let first = DateTime::parse_from_rfc3339(points[0]["timestamp"].as_str().unwrap()).unwrap();
+    assert_eq!(first.timestamp(), newest - newest.rem_euclid(300) + 300);
+    let (status, e) = get!(&app, "/v1/groups/vm/forecast?model=auto&horizon=24");
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("horizon"))
+    );
+    let (status, e) = get!(&app, "/v1/groups/vm/forecast?model=auto&explain=true");
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("explain"))
+    );
 
     // Nothing new: asking again changes nothing.
     let (_, again) = get!(&app, "/v1/groups/vm/accuracy");
