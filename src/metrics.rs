@@ -44,6 +44,22 @@ pub struct Metrics {
     control: Mutex<BTreeMap<StageKey, (u64, f64)>>,
     /// outcome (promoted, kept, skipped, failed) -> background retrain rounds
     retrains: Mutex<BTreeMap<&'static str, u64>>,
+    /// group -> its accuracy ledger's latest state
+    accuracy: Mutex<BTreeMap<String, GroupAccuracy>>,
+}
+
+/// What `/metrics` shows of one group's accuracy ledger.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupAccuracy {
+    /// The model `auto` serves the group with.
+    pub served: String,
+    /// The served model's WQL over the last day / naive's.
+    pub wql_ratio: Option<f64>,
+    /// Share of the last day's actuals inside the served p10-p90.
+    pub coverage: Option<f64>,
+    pub degraded: bool,
+    /// Changes of the served model since the service started.
+    pub switches: u64,
 }
 
 impl Metrics {
@@ -100,6 +116,14 @@ impl Metrics {
         let e = c.entry((stage, ok)).or_default();
         e.0 += 1;
         e.1 += seconds;
+    }
+
+    /// A group's ledger was brought up to date: its gauges, and `switches`
+    /// more changes of its served model.
+    pub fn group_accuracy(&self, group: &str, mut state: GroupAccuracy, switches: u64) {
+        let mut all = self.accuracy.lock();
+        state.switches = all.get(group).map_or(0, |g| g.switches) + switches;
+        all.insert(group.to_owned(), state);
     }
 
     pub fn retrain_round(&self, outcome: &'static str) {
@@ -227,6 +251,72 @@ impl Metrics {
                 "forescale_policy_retrains_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
+        let accuracy = self.accuracy.lock();
+        if !accuracy.is_empty() {
+            let _ = writeln!(
+                w,
+                "# HELP forescale_model_switches_total Changes of the model auto serves a group with.\n# TYPE forescale_model_switches_total counter"
+            );
+            for (g, a) in accuracy.iter() {
+                let _ = writeln!(
+                    w,
+                    "forescale_model_switches_total{{group=\"{}\"}} {}",
+                    escape(g),
+                    a.switches
+                );
+            }
+            let _ = writeln!(
+                w,
+                "# HELP forescale_served_model The model auto serves each group with (1).\n# TYPE forescale_served_model gauge"
+            );
+            for (g, a) in accuracy.iter() {
+                let _ = writeln!(
+                    w,
+                    "forescale_served_model{{group=\"{}\",model=\"{}\"}} 1",
+                    escape(g),
+                    escape(&a.served)
+                );
+            }
+            let _ = writeln!(
+                w,
+                "# HELP forescale_forecast_wql_ratio_to_naive The served model's WQL over the last day over naive's.\n# TYPE forescale_forecast_wql_ratio_to_naive gauge"
+            );
+            for (g, a) in accuracy.iter() {
+                if let Some(r) = a.wql_ratio {
+                    let _ = writeln!(
+                        w,
+                        "forescale_forecast_wql_ratio_to_naive{{group=\"{}\"}} {r}",
+                        escape(g)
+                    );
+                }
+            }
+            let _ = writeln!(
+                w,
+                "# HELP forescale_forecast_coverage Share of the last day's actuals inside the served p10-p90.\n# TYPE forescale_forecast_coverage gauge"
+            );
+            for (g, a) in accuracy.iter() {
+                if let Some(c) = a.coverage {
+                    let _ = writeln!(
+                        w,
+                        "forescale_forecast_coverage{{group=\"{}\"}} {c}",
+                        escape(g)
+                    );
+                }
+            }
+            let _ = writeln!(
+                w,
+                "# HELP forescale_forecast_degraded 1 when the served model did worse than naive over the last day.\n# TYPE forescale_forecast_degraded gauge"
+            );
+            for (g, a) in accuracy.iter() {
+                let _ = writeln!(
+                    w,
+                    "forescale_forecast_degraded{{group=\"{}\"}} {}",
+                    escape(g),
+                    u8::from(a.degraded)
+                );
+            }
+        }
+        drop(accuracy);
         for (name, help, v) in gauges {
             let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -261,5 +351,37 @@ mod tests {
         assert!(text.contains("forescale_samples_accepted_total 5"));
         assert!(text.contains("forescale_forecasts_total{model=\"naive\"} 1"));
         assert!(text.contains("forescale_groups 2"));
+        assert!(!text.contains("forescale_served_model"));
+    }
+
+    #[test]
+    fn renders_each_groups_accuracy_and_counts_switches() {
+        let m = Metrics::default();
+        let a = GroupAccuracy {
+            served: "naive".into(),
+            wql_ratio: Some(1.0),
+            coverage: Some(0.8),
+            degraded: false,
+            switches: 0,
+        };
+        m.group_accuracy("web", a.clone(), 1);
+        m.group_accuracy("web", a, 2);
+        m.group_accuracy(
+            "a\"b",
+            GroupAccuracy {
+                served: "mstl".into(),
+                degraded: true,
+                ..GroupAccuracy::default()
+            },
+            0,
+        );
+        let text = m.render(&[]);
+        assert!(text.contains("forescale_model_switches_total{group=\"web\"} 3"));
+        assert!(text.contains("forescale_served_model{group=\"web\",model=\"naive\"} 1"));
+        assert!(text.contains("forescale_forecast_wql_ratio_to_naive{group=\"web\"} 1"));
+        assert!(text.contains("forescale_forecast_coverage{group=\"web\"} 0.8"));
+        assert!(text.contains("forescale_forecast_degraded{group=\"a\\\"b\"} 1"));
+        // No score, no gauge.
+        assert!(!text.contains("forescale_forecast_coverage{group=\"a"));
     }
 }

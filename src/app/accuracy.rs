@@ -15,7 +15,9 @@ use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
 
 use super::forecast::WindowForecast;
 use super::{AppError, AppState};
+use crate::metrics::GroupAccuracy;
 
+const DAY_SECONDS: i64 = 86_400;
 /// Steps replayed at most when a ledger is brought up to date: a day.
 pub const CATCH_UP_STEPS: usize = DAY_STEPS;
 /// Fewest rows of history before the first forecast is recorded.
@@ -148,11 +150,44 @@ pub async fn catch_up(state: &AppState, group: &ScalingGroup) -> Result<GroupLed
         .get(group)
         .await?
         .unwrap_or_else(|| GroupLedger::new(&names, HORIZON, book.config));
+    let switches_before = ledger.switches;
     let ledger = tokio::task::spawn_blocking(move || replay(ledger, &models, &window))
         .await
         .map_err(|e| AppError::Internal(format!("ledger task: {e}")))?;
     book.put(group, ledger.clone()).await?;
+    state.metrics.group_accuracy(
+        group.as_str(),
+        gauges(&ledger),
+        u64::from(ledger.switches.saturating_sub(switches_before)),
+    );
+    if let Some(s) = ledger
+        .last_switch
+        .as_ref()
+        .filter(|_| ledger.switches > switches_before)
+    {
+        tracing::info!(group = %group, from = %s.from, to = %s.to, from_wql = s.from_wql, to_wql = s.to_wql, "served model switched");
+    }
     Ok(ledger)
+}
+
+/// What `/metrics` shows of a ledger: over the last day, the served
+/// model's WQL against naive's and its coverage.
+fn gauges(l: &GroupLedger) -> GroupAccuracy {
+    let now = l.observed_until.unwrap_or_default();
+    let day = |m: &crate::accuracy::ModelTrack| m.window(now, DAY_SECONDS).0;
+    let served = day(&l.models[l.served]);
+    let naive = l.model("naive").map(day);
+    GroupAccuracy {
+        served: l.served_name().to_owned(),
+        wql_ratio: served
+            .wql()
+            .zip(naive.and_then(|n| n.wql()))
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(s, n)| s / n),
+        coverage: served.coverage(),
+        degraded: l.degraded(now),
+        switches: 0,
+    }
 }
 
 /// `auto`'s forecast of a stored group: the ledger brought up to date,

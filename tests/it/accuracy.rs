@@ -160,3 +160,88 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(after, v);
 }
+
+/// Two days of a load that moves smoothly with no daily cycle.
+fn drifting() -> Value {
+    let t0 = 1_780_000_200 - 576 * 300;
+    let samples: Vec<Value> = (0..576)
+        .map(|i| {
+            let x = i as f64;
+            let cpu = 50.0 + 20.0 * (x / 37.0).sin() + 5.0 * (x / 11.0).sin();
+            json!({"timestamp": t0 + i * 300, "features": {"cpu_usage_pct": cpu}})
+        })
+        .collect();
+    json!({ "samples": samples })
+}
+
+/// A default candidate that is poor on the group (seasonal naive on a load
+/// without a daily cycle) gives way within a day of samples; the
+/// accuracy answer shows the scores behind the switch, `/metrics` counts
+/// it, and the choice survives a restart.
+#[actix_web::test]
+async fn a_poor_default_is_replaced_within_a_day_and_the_switch_is_counted() {
+    let f = Fixture::new(Kind::Memory, "accuracy-switch");
+    let dir = tempfile::tempdir().unwrap();
+    let book = || {
+        LedgerBook::new(
+            vec!["snaive".into(), "naive".into()],
+            LedgerConfig::default(),
+            Some(dir.path().join("ledgers")),
+        )
+        .unwrap()
+    };
+    let state = web::Data::new(AppState {
+        ledgers: book(),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let body = drifting();
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/groups/flip/samples")
+            .insert_header(ContentType::json())
+            .set_payload(body.to_string())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, v) = get!(&app, "/v1/groups/flip/accuracy");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["served_model"], "naive", "{v}");
+    let switches = v["switches"].as_u64().unwrap();
+    assert_eq!(switches, 1, "{v}");
+    let s = &v["last_switch"];
+    assert_eq!(
+        (s["from"].as_str(), s["to"].as_str()),
+        (Some("snaive"), Some("naive"))
+    );
+    assert!(
+        s["to_wql"].as_f64().unwrap() < 0.95 * s["from_wql"].as_f64().unwrap(),
+        "{s}"
+    );
+    // The replay covered the last day; the switch came within it.
+    let until = v["observed_until"].as_i64().unwrap();
+    assert!(until - s["at"].as_i64().unwrap() < 86_400, "{v}");
+
+    let resp = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "forescale_model_switches_total{{group=\"flip\"}} {switches}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("forescale_served_model{group=\"flip\",model=\"naive\"} 1"));
+    assert!(text.contains("forescale_forecast_wql_ratio_to_naive{group=\"flip\"} 1"));
+
+    // After a restart the ledger, and so the choice, is still there.
+    drop(app);
+    let state = web::Data::new(AppState {
+        ledgers: book(),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let (_, after) = get!(&app, "/v1/groups/flip/accuracy");
+    assert_eq!(after, v);
+}
