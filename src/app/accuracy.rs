@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use redis::aio::ConnectionManager;
+
 use crate::accuracy::{GroupLedger, LedgerConfig};
 use crate::domain::{HORIZON, ScalingGroup};
 use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
@@ -34,12 +36,30 @@ pub fn default_candidates(models: &ModelRegistry) -> Vec<String> {
         .collect()
 }
 
+/// Where ledgers are kept beyond the process.
+enum Keep {
+    Memory,
+    Dir(PathBuf),
+    /// The connection and the key prefix.
+    Redis(ConnectionManager, String),
+}
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Dir(d) => f.debug_tuple("Dir").field(d).finish(),
+            Self::Redis(_, prefix) => f.debug_tuple("Redis").field(prefix).finish(),
+        }
+    }
+}
+
 /// Every group's ledger, and where they are kept.
 #[derive(Debug)]
 pub struct LedgerBook {
     candidates: Vec<String>,
     config: LedgerConfig,
-    dir: Option<PathBuf>,
+    keep: Keep,
     ledgers: tokio::sync::Mutex<HashMap<ScalingGroup, GroupLedger>>,
 }
 
@@ -57,7 +77,28 @@ impl LedgerBook {
         Ok(Self {
             candidates,
             config,
-            dir,
+            keep: dir.map_or(Keep::Memory, Keep::Dir),
+            ledgers: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Kept in Redis at `url`, keys under `prefix`: one copy every
+    /// replica reads.
+    pub async fn with_redis(
+        candidates: Vec<String>,
+        config: LedgerConfig,
+        url: &str,
+        prefix: &str,
+    ) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        Ok(Self {
+            candidates,
+            config,
+            keep: Keep::Redis(conn, prefix.to_owned()),
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -67,7 +108,7 @@ impl LedgerBook {
         Self {
             candidates: default_candidates(models),
             config: LedgerConfig::default(),
-            dir: None,
+            keep: Keep::Memory,
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -76,24 +117,47 @@ impl LedgerBook {
         &self.candidates
     }
 
-    fn file(&self, group: &ScalingGroup) -> Option<PathBuf> {
+    fn file(dir: &std::path::Path, group: &ScalingGroup) -> PathBuf {
         // Group names are printable ASCII without ':'; '/' is the one
         // character a file name cannot hold.
         let name = group.as_str().replace('/', "%2F");
-        self.dir.as_ref().map(|d| d.join(format!("{name}.json")))
+        dir.join(format!("{name}.json"))
+    }
+
+    fn decode(bytes: &[u8], from: &str) -> Result<GroupLedger, AppError> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| AppError::Internal(format!("reading {from}: {e}")))
     }
 
     async fn get(&self, group: &ScalingGroup) -> Result<Option<GroupLedger>, AppError> {
+        match &self.keep {
+            // Redis holds the one copy replicas share; the process's copy is
+            // only a fallback while Redis is away.
+            Keep::Redis(conn, prefix) => {
+                let key = format!("{prefix}:ledger:{group}");
+                let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn.clone())
+                    .await;
+                match r {
+                    Ok(Some(bytes)) => return Self::decode(&bytes, &key).map(Some),
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        tracing::warn!(error = %e, group = %group, "ledger: redis failed; using the process's copy")
+                    }
+                }
+            }
+            Keep::Dir(_) | Keep::Memory => {}
+        }
         if let Some(l) = self.ledgers.lock().await.get(group) {
             return Ok(Some(l.clone()));
         }
-        let Some(path) = self.file(group) else {
+        let Keep::Dir(dir) = &self.keep else {
             return Ok(None);
         };
+        let path = Self::file(dir, group);
         match tokio::fs::read(&path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| AppError::Internal(format!("reading {}: {e}", path.display()))),
+            Ok(bytes) => Self::decode(&bytes, &path.display().to_string()).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(AppError::Internal(format!(
                 "reading {}: {e}",
@@ -103,18 +167,34 @@ impl LedgerBook {
     }
 
     async fn put(&self, group: &ScalingGroup, ledger: GroupLedger) -> Result<(), AppError> {
-        if let Some(path) = self.file(group) {
-            let bytes =
-                serde_json::to_vec(&ledger).map_err(|e| AppError::Internal(e.to_string()))?;
-            let tmp = path.with_extension("json.tmp");
-            let write = async {
-                tokio::fs::write(&tmp, &bytes).await?;
-                tokio::fs::File::open(&tmp).await?.sync_all().await?;
-                tokio::fs::rename(&tmp, &path).await
-            };
-            write
-                .await
-                .map_err(|e| AppError::Internal(format!("writing {}: {e}", path.display())))?;
+        let encode = || serde_json::to_vec(&ledger).map_err(|e| AppError::Internal(e.to_string()));
+        match &self.keep {
+            Keep::Memory => {}
+            Keep::Dir(dir) => {
+                let path = Self::file(dir, group);
+                let bytes = encode()?;
+                let tmp = path.with_extension("json.tmp");
+                let write = async {
+                    tokio::fs::write(&tmp, &bytes).await?;
+                    tokio::fs::File::open(&tmp).await?.sync_all().await?;
+                    tokio::fs::rename(&tmp, &path).await
+                };
+                write
+                    .await
+                    .map_err(|e| AppError::Internal(format!("writing {}: {e}", path.display())))?;
+            }
+            // A ledger is derived from stored samples: a failed write loses
+            // no data, so it is logged and the process's copy serves.
+            Keep::Redis(conn, prefix) => {
+                let r: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(format!("{prefix}:ledger:{group}"))
+                    .arg(encode()?)
+                    .query_async(&mut conn.clone())
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, group = %group, "ledger: redis write failed");
+                }
+            }
         }
         self.ledgers.lock().await.insert(group.clone(), ledger);
         Ok(())

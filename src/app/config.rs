@@ -440,18 +440,24 @@ impl ServiceConfig {
             }
             None => Default::default(),
         };
-        // Ledgers live beside the samples with the in-process store; with
-        // Redis, in memory only for now.
-        let ledger_dir = match &self.store.redis_url {
-            None => Some(self.store.data_dir.join("ledgers")),
-            Some(_) => None,
+        // Ledgers are kept where the samples are.
+        let candidates = super::accuracy::default_candidates(&models);
+        let ledger_config = crate::accuracy::LedgerConfig::default();
+        let ledgers = match &self.store.redis_url {
+            None => {
+                let dir = self.store.data_dir.join("ledgers");
+                super::accuracy::LedgerBook::new(candidates, ledger_config, Some(dir.clone()))
+                    .with_context(|| format!("creating the ledger folder {}", dir.display()))?
+            }
+            Some(url) => super::accuracy::LedgerBook::with_redis(
+                candidates,
+                ledger_config,
+                url,
+                &self.store.redis_prefix,
+            )
+            .await
+            .with_context(|| format!("connecting the ledgers to {}", redact(url)))?,
         };
-        let ledgers = super::accuracy::LedgerBook::new(
-            super::accuracy::default_candidates(&models),
-            crate::accuracy::LedgerConfig::default(),
-            ledger_dir.clone(),
-        )
-        .with_context(|| format!("creating the ledger folder {ledger_dir:?}"))?;
         Ok(AppState {
             ledgers,
             group_settings: std::sync::Arc::new(group_settings),

@@ -15,7 +15,7 @@ use forescale::forecast::ModelRegistry;
 use forescale::http::create_app;
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, Kind, shared_data};
+use crate::support::{Fixture, Kind, redis_url, shared_data, unique_prefix};
 
 /// Two days of a real Bitbrains VM's CPU, as an ingest body; the newest
 /// timestamp.
@@ -244,4 +244,51 @@ async fn a_poor_default_is_replaced_within_a_day_and_the_switch_is_counted() {
     let app = test::init_service(create_app(state)).await;
     let (_, after) = get!(&app, "/v1/groups/flip/accuracy");
     assert_eq!(after, v);
+}
+
+/// With Redis, the ledger lives there: a second instance (a replica, or the
+/// service after a restart) reads the same choice.
+#[actix_web::test]
+async fn with_redis_a_second_instance_reads_the_same_ledger() {
+    let f = Fixture::new(Kind::Redis, "accuracy-redis");
+    let prefix = unique_prefix("ledgers");
+    let book = || async {
+        LedgerBook::with_redis(
+            vec!["snaive".into(), "naive".into()],
+            LedgerConfig::default(),
+            &redis_url(),
+            &prefix,
+        )
+        .await
+        .unwrap()
+    };
+    let state = web::Data::new(AppState {
+        ledgers: book().await,
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/groups/flip/samples")
+            .insert_header(ContentType::json())
+            .set_payload(drifting().to_string())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, v) = get!(&app, "/v1/groups/flip/accuracy");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["served_model"].as_str(), v["switches"].as_u64()),
+        (Some("naive"), Some(1))
+    );
+
+    let other = web::Data::new(AppState {
+        ledgers: book().await,
+        ..f.app_state().await
+    });
+    let other = test::init_service(create_app(other)).await;
+    let (_, seen) = get!(&other, "/v1/groups/flip/accuracy");
+    assert_eq!(seen, v);
 }
