@@ -6,8 +6,10 @@
 //! with the in-process store, in the data folder (one JSON file a group,
 //! replaced atomically), so it survives a restart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::aio::ConnectionManager;
 
@@ -16,7 +18,7 @@ use crate::domain::{HORIZON, ScalingGroup};
 use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
 
 use super::forecast::WindowForecast;
-use super::{AppError, AppState};
+use super::{AppError, AppState, Shutdown};
 use crate::metrics::GroupAccuracy;
 
 const DAY_SECONDS: i64 = 86_400;
@@ -54,6 +56,15 @@ impl std::fmt::Debug for Keep {
     }
 }
 
+/// Groups whose ledgers are behind their samples. Marking does nothing
+/// until a worker runs ([`spawn_worker`]).
+#[derive(Debug, Default)]
+struct Dirty {
+    groups: parking_lot::Mutex<BTreeSet<ScalingGroup>>,
+    notify: tokio::sync::Notify,
+    on: AtomicBool,
+}
+
 /// Every group's ledger, and where they are kept.
 #[derive(Debug)]
 pub struct LedgerBook {
@@ -61,6 +72,7 @@ pub struct LedgerBook {
     config: LedgerConfig,
     keep: Keep,
     ledgers: tokio::sync::Mutex<HashMap<ScalingGroup, GroupLedger>>,
+    dirty: Dirty,
 }
 
 impl LedgerBook {
@@ -79,6 +91,7 @@ impl LedgerBook {
             config,
             keep: dir.map_or(Keep::Memory, Keep::Dir),
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            dirty: Dirty::default(),
         })
     }
 
@@ -100,6 +113,7 @@ impl LedgerBook {
             config,
             keep: Keep::Redis(conn, prefix.to_owned()),
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            dirty: Dirty::default(),
         })
     }
 
@@ -110,11 +124,21 @@ impl LedgerBook {
             config: LedgerConfig::default(),
             keep: Keep::Memory,
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            dirty: Dirty::default(),
         }
     }
 
     pub fn candidates(&self) -> &[String] {
         &self.candidates
+    }
+
+    /// New samples arrived for `group`: a running worker will bring its
+    /// ledger up to date.
+    pub fn mark(&self, group: &ScalingGroup) {
+        if self.dirty.on.load(Ordering::Relaxed) {
+            self.dirty.groups.lock().insert(group.clone());
+            self.dirty.notify.notify_one();
+        }
     }
 
     fn file(dir: &std::path::Path, group: &ScalingGroup) -> PathBuf {
@@ -199,6 +223,33 @@ impl LedgerBook {
         self.ledgers.lock().await.insert(group.clone(), ledger);
         Ok(())
     }
+}
+
+/// Keep every ledger up to date in the background: after each accepted
+/// batch, the group's ledger advances (one group at a time, so it takes at
+/// most one core), and its gauges in `/metrics` with it. Stops between
+/// groups on `shutdown`.
+pub fn spawn_worker(state: Arc<AppState>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    state.ledgers.dirty.on.store(true, Ordering::Relaxed);
+    tokio::spawn(async move {
+        loop {
+            let batch = std::mem::take(&mut *state.ledgers.dirty.groups.lock());
+            if batch.is_empty() {
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = state.ledgers.dirty.notify.notified() => continue,
+                }
+            }
+            for group in batch {
+                if shutdown.is_signalled() {
+                    return;
+                }
+                if let Err(e) = catch_up(&state, &group).await {
+                    tracing::warn!(group = %group, error = %e, "ledger: could not bring it up to date");
+                }
+            }
+        }
+    })
 }
 
 /// Bring `group`'s ledger up to date with its stored samples and return

@@ -205,6 +205,13 @@ pub struct ServiceConfig {
     /// Background retrain: only the newest this many days of each group.
     #[arg(long, env = "FORESCALE_RETRAIN_RECENT_DAYS", default_value_t = 14.0)]
     pub retrain_recent_days: f64,
+    /// Advance every group's accuracy ledger in the background as samples
+    /// arrive (one group at a time, at most one core), so its scores, its
+    /// served model and the gauges in /metrics follow the data without a
+    /// request. Off: a ledger advances when `/accuracy` or `model=auto`
+    /// asks. A step costs about 20 ms a group (mostly mstl).
+    #[arg(long, env = "FORESCALE_TRACK_ACCURACY")]
+    pub track_accuracy: bool,
 }
 
 impl ServiceConfig {

@@ -61,6 +61,16 @@ pub(super) async fn run(args: ServiceConfig) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
+    if args.track_accuracy {
+        tracing::info!(
+            candidates = ?state.ledgers.candidates(),
+            "accuracy ledgers advance in the background as samples arrive"
+        );
+        loops.push(crate::app::accuracy::spawn_worker(
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     // actix stops the server on SIGTERM or SIGINT (finishing requests in
     // flight); then the loops are told to stop and finish their tick.
     let server = crate::http::serve(listener, actix_web::web::Data::from(state))?;

@@ -58,7 +58,9 @@ pub async fn ingest(
         let group = ScalingGroup::parse(&group)?;
         let body = read_json(&req, payload, state.max_body_bytes).await?;
         let samples = parse_batch(&body, &state.ingest, now(), &[])?;
-        Ok::<_, ApiError>(state.store.append(&group, samples).await?)
+        let accepted = state.store.append(&group, samples).await?;
+        state.ledgers.mark(&group);
+        Ok::<_, ApiError>(accepted)
     }
     .await;
     match result {

@@ -292,3 +292,47 @@ async fn with_redis_a_second_instance_reads_the_same_ledger() {
     let (_, seen) = get!(&other, "/v1/groups/flip/accuracy");
     assert_eq!(seen, v);
 }
+
+/// With the background worker, a ledger follows the samples without any
+/// request: the switch shows in `/metrics` after a push alone.
+#[actix_web::test]
+async fn the_worker_advances_ledgers_as_samples_arrive() {
+    let f = Fixture::new(Kind::Memory, "accuracy-worker");
+    let state = web::Data::new(AppState {
+        ledgers: LedgerBook::new(
+            vec!["snaive".into(), "naive".into()],
+            LedgerConfig::default(),
+            None,
+        )
+        .unwrap(),
+        ..f.app_state().await
+    });
+    let shutdown = forescale::app::Shutdown::default();
+    let worker =
+        forescale::app::accuracy::spawn_worker(state.clone().into_inner(), shutdown.clone());
+    let app = test::init_service(create_app(state)).await;
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/groups/flip/samples")
+            .insert_header(ContentType::json())
+            .set_payload(drifting().to_string())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let wanted = "forescale_served_model{group=\"flip\",model=\"naive\"} 1";
+    let mut text = String::new();
+    for _ in 0..200 {
+        let resp = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+        text = String::from_utf8(test::read_body(resp).await.to_vec()).unwrap();
+        if text.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(text.contains(wanted), "{text}");
+    assert!(text.contains("forescale_model_switches_total{group=\"flip\"} 1"));
+    shutdown.signal();
+    worker.await.unwrap();
+}
