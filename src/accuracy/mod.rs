@@ -331,6 +331,23 @@ impl GroupLedger {
     /// served model, calibrated; another candidate's if the served model
     /// could not forecast then. With the candidate's index and the step.
     pub fn latest(&self) -> Option<(usize, &QuantileForecast, i64)> {
+        self.latest_pending()
+            .map(|(i, p)| (i, &p.calibrated, p.step))
+    }
+
+    /// The calibrated quantile `level` of the newest forecast (as
+    /// [`GroupLedger::latest`]) at each of its steps.
+    pub fn latest_quantile(&self, level: f64) -> Option<Vec<f32>> {
+        let (i, p) = self.latest_pending()?;
+        let c = &self.models[i].calibrator;
+        Some(
+            (0..p.raw.horizon())
+                .map(|h| c.quantile(&p.raw, h, level))
+                .collect(),
+        )
+    }
+
+    fn latest_pending(&self) -> Option<(usize, &Pending)> {
         let origin = self.last_origin?;
         let of = |i: usize| {
             self.models[i]
@@ -338,7 +355,7 @@ impl GroupLedger {
                 .iter()
                 .rev()
                 .find(|p| p.start == origin)
-                .map(|p| (i, &p.calibrated, p.step))
+                .map(|p| (i, p))
         };
         of(self.served).or_else(|| (0..self.models.len()).find_map(of))
     }

@@ -328,7 +328,8 @@ pub async fn forecast_auto(
     state: &AppState,
     group: &ScalingGroup,
     horizon: usize,
-) -> Result<(WindowForecast, String, &'static str), AppError> {
+    levels: &[f64],
+) -> Result<AutoForecast, AppError> {
     if horizon > HORIZON {
         return Err(AppError::bad(
             "horizon",
@@ -343,9 +344,17 @@ pub async fn forecast_auto(
     forecast.truncate(horizon);
     let origin = ledger.last_origin.unwrap_or_default();
     let served = ledger.models[i].name.clone();
+    let quantiles = levels
+        .iter()
+        .map(|l| {
+            let mut q = ledger.latest_quantile(*l).unwrap_or_default();
+            q.truncate(horizon);
+            (*l, q)
+        })
+        .collect();
     state.metrics.forecast_served("auto");
-    Ok((
-        WindowForecast {
+    Ok(AutoForecast {
+        forecast: WindowForecast {
             model: "auto".into(),
             end: origin - step,
             step_seconds: step,
@@ -353,8 +362,52 @@ pub async fn forecast_auto(
             explanation: None,
         },
         served,
-        ledger.reason.code(),
-    ))
+        reason: ledger.reason.code(),
+        quantiles,
+    })
+}
+
+/// `auto`'s answer for a group.
+#[derive(Debug, Clone)]
+pub struct AutoForecast {
+    /// The served model's forecast, p10 / p90 calibrated.
+    pub forecast: WindowForecast,
+    /// The candidate that served.
+    pub served: String,
+    pub reason: &'static str,
+    /// Each level asked for, and its calibrated quantile at every step.
+    pub quantiles: Vec<(f64, Vec<f32>)>,
+}
+
+/// Most extra quantile levels one request may ask for.
+pub const MAX_LEVELS: usize = 9;
+
+/// Parse `0.05,0.95,0.99`: each level within [0.01, 0.99], at most
+/// [`MAX_LEVELS`]; errors name the field `quantiles`.
+pub fn parse_levels(text: &str) -> Result<Vec<f64>, AppError> {
+    use crate::accuracy::calibration::{MAX_LEVEL, MIN_LEVEL};
+    let levels: Vec<f64> = text
+        .split(',')
+        .map(|t| {
+            let t = t.trim();
+            t.parse::<f64>()
+                .ok()
+                .filter(|l| (MIN_LEVEL..=MAX_LEVEL).contains(l))
+                .ok_or_else(|| {
+                    AppError::bad(
+                        "quantiles",
+                        format!("{t:?} is not a level between {MIN_LEVEL} and {MAX_LEVEL}"),
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if levels.len() > MAX_LEVELS {
+        return Err(AppError::bad(
+            "quantiles",
+            format!("at most {MAX_LEVELS} levels, got {}", levels.len()),
+        ));
+    }
+    Ok(levels)
 }
 
 /// Replay the grid steps of `window` the ledger has not seen (at most

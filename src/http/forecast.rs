@@ -64,6 +64,7 @@ pub(super) fn forecast_response(f: WindowForecast) -> ForecastResponse {
             p10: tidy(fc.p10[k]),
             p50: tidy(fc.p50[k]),
             p90: tidy(fc.p90[k]),
+            quantiles: None,
         })
         .collect();
     ForecastResponse {

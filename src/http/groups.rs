@@ -3,11 +3,13 @@
 use actix_web::{HttpRequest, web};
 
 use super::forecast::forecast_response;
-use super::types::{ForecastQuery, ForecastResponse, GroupList, IngestRequest, IngestResponse};
+use super::types::{
+    ForecastQuery, ForecastResponse, GroupList, IngestRequest, IngestResponse, LevelValue,
+};
 
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
 use crate::app::AppError;
-use crate::app::accuracy::forecast_auto;
+use crate::app::accuracy::{forecast_auto, parse_levels};
 use crate::app::forecast::{check_horizon, forecast_group, pick_model};
 use crate::domain::ScalingGroup;
 use crate::ingest::parse_batch;
@@ -123,12 +125,38 @@ pub async fn group_forecast(
             )
             .into());
         }
-        let (f, served, reason) = forecast_auto(&state, &group, horizon).await?;
-        let mut resp = forecast_response(f);
+        let levels = query
+            .quantiles
+            .as_deref()
+            .map(parse_levels)
+            .transpose()?
+            .unwrap_or_default();
+        let auto = forecast_auto(&state, &group, horizon, &levels).await?;
+        let mut resp = forecast_response(auto.forecast);
         resp.group = Some(group.to_string());
-        resp.served_model = Some(served);
-        resp.reason = Some(reason.to_owned());
+        resp.served_model = Some(auto.served);
+        resp.reason = Some(auto.reason.to_owned());
+        if !levels.is_empty() {
+            for (k, p) in resp.points.iter_mut().enumerate() {
+                p.quantiles = Some(
+                    auto.quantiles
+                        .iter()
+                        .map(|(level, q)| LevelValue {
+                            level: *level,
+                            value: q.get(k).map_or(f32::NAN, |v| (v * 1e4).round() / 1e4),
+                        })
+                        .collect(),
+                );
+            }
+        }
         return Ok(web::Json(resp));
+    }
+    if query.quantiles.is_some() {
+        return Err(AppError::bad(
+            "quantiles",
+            "calibrated quantiles come from the group's accuracy ledger: use model=auto",
+        )
+        .into());
     }
     let model = pick_model(&state, query.model.as_deref())?;
     let horizon = check_horizon(query.horizon)?;

@@ -61,6 +61,7 @@ impl utoipa::Modify for BearerAuth {
         crate::store::GroupSummary,
         super::types::ForecastResponse,
         super::types::ForecastPoint,
+        super::types::LevelValue,
         super::types::ExplanationBody,
         super::accuracy::AccuracyResponse,
         super::accuracy::ModelAccuracy,

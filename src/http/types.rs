@@ -52,6 +52,16 @@ pub struct ForecastPoint {
     pub p10: f32,
     pub p50: f32,
     pub p90: f32,
+    /// With `quantiles=`: the calibrated quantile of each level asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Vec<LevelValue>>,
+}
+
+/// A quantile level and its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LevelValue {
+    pub level: f64,
+    pub value: f32,
 }
 
 /// A quantile forecast of `cpu_usage_pct`.
@@ -134,6 +144,10 @@ pub struct ForecastQuery {
     pub horizon: Option<usize>,
     /// Add the trained model's attention weights (per feature, per step).
     pub explain: Option<bool>,
+    /// With `model=auto`: more quantile levels, calibrated to the group's
+    /// own errors, comma-separated, each between 0.01 and 0.99, at most 9
+    /// (for example `0.05,0.95,0.99`).
+    pub quantiles: Option<String>,
 }
 
 /// Health or readiness.

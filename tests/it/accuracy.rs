@@ -124,6 +124,46 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
     }
     let first = DateTime::parse_from_rfc3339(points[0]["timestamp"].as_str().unwrap()).unwrap();
     assert_eq!(first.timestamp(), newest - newest.rem_euclid(300) + 300);
+    // Any calibrated level, from the same trackers.
+    let (status, fq) = get!(
+        &app,
+        "/v1/groups/vm/forecast?model=auto&quantiles=0.05,0.99"
+    );
+    assert_eq!(status, StatusCode::OK, "{fq}");
+    for p in fq["points"].as_array().unwrap() {
+        let q = p["quantiles"].as_array().unwrap();
+        assert_eq!(
+            (q[0]["level"].as_f64(), q[1]["level"].as_f64()),
+            (Some(0.05), Some(0.99))
+        );
+        let (q05, q99) = (
+            q[0]["value"].as_f64().unwrap(),
+            q[1]["value"].as_f64().unwrap(),
+        );
+        assert!(q05 <= p["p10"].as_f64().unwrap() + 1e-3, "{p}");
+        assert!(q99 >= p["p90"].as_f64().unwrap() - 1e-3, "{p}");
+    }
+    for bad in [
+        "0.999",
+        "abc",
+        "0.1,,0.2",
+        "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95",
+    ] {
+        let (status, e) = get!(
+            &app,
+            &format!("/v1/groups/vm/forecast?model=auto&quantiles={bad}")
+        );
+        assert_eq!(
+            (status, e["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("quantiles")),
+            "{bad}: {e}"
+        );
+    }
+    let (status, e) = get!(&app, "/v1/groups/vm/forecast?model=naive&quantiles=0.9");
+    assert_eq!(
+        (status, e["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("quantiles"))
+    );
     let (status, e) = get!(&app, "/v1/groups/vm/forecast?model=auto&horizon=24");
     assert_eq!(
         (status, e["field"].as_str()),
