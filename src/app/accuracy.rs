@@ -15,7 +15,7 @@ use redis::aio::ConnectionManager;
 
 use crate::accuracy::{GroupLedger, LedgerConfig};
 use crate::domain::{HORIZON, ScalingGroup};
-use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
+use crate::forecast::{DAY_STEPS, ForecastError, Forecaster, ModelRegistry};
 
 use super::forecast::WindowForecast;
 use super::{AppError, AppState, Shutdown};
@@ -337,9 +337,21 @@ pub async fn forecast_auto(
         ));
     }
     let ledger = catch_up(state, group).await?;
-    let (i, fc, step) = ledger
-        .latest()
-        .ok_or_else(|| AppError::model("no candidate could forecast this group yet"))?;
+    let Some((i, fc, step)) = ledger.latest() else {
+        // Too little history for any candidate (a client's matter, not a
+        // failure of ours).
+        let have = state
+            .store
+            .window(group, MIN_HISTORY)
+            .await?
+            .map_or(0, |w| w.rows.len());
+        return Err(ForecastError::NotEnoughHistory {
+            model: "auto",
+            have,
+            need: MIN_HISTORY + 1,
+        }
+        .into());
+    };
     let mut forecast = fc.clone();
     forecast.truncate(horizon);
     let origin = ledger.last_origin.unwrap_or_default();

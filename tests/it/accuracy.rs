@@ -376,3 +376,32 @@ async fn the_worker_advances_ledgers_as_samples_arrive() {
     shutdown.signal();
     worker.await.unwrap();
 }
+
+/// A group with too little history: the ledger has nothing to score yet
+/// and `auto` answers 422 with the rows it has, never a 5xx.
+#[actix_web::test]
+async fn too_little_history_is_a_client_matter() {
+    let f = Fixture::new(Kind::Memory, "accuracy-tiny");
+    let app = test::init_service(create_app(f.state().await)).await;
+    let t0 = 1_780_000_200;
+    let samples: Vec<Value> = (0..5)
+        .map(|i| json!({"timestamp": t0 + i * 300, "features": {"cpu_usage_pct": 10 + i}}))
+        .collect();
+    let resp = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/v1/groups/tiny/samples")
+            .insert_header(ContentType::json())
+            .set_payload(json!({ "samples": samples }).to_string())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (status, v) = get!(&app, "/v1/groups/tiny/accuracy");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["reason"], "no_evidence");
+    assert_eq!(v["models"][0]["last_day"]["points"], 0);
+    let (status, e) = get!(&app, "/v1/groups/tiny/forecast?model=auto");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(e["error"], "not_enough_history");
+}
