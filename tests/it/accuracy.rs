@@ -30,6 +30,26 @@ fn two_days() -> (Value, i64) {
     (json!({ "samples": samples }), vm.samples[575].timestamp)
 }
 
+/// The fixture's state with these ledgers.
+async fn with_ledgers(f: &Fixture, ledgers: LedgerBook) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        ledgers,
+        ..f.app_state().await
+    })
+}
+
+/// POST `body` (JSON) to `uri`: the status.
+macro_rules! post {
+    ($app:expr, $uri:expr, $body:expr) => {{
+        let req = TestRequest::post()
+            .uri($uri)
+            .insert_header(ContentType::json())
+            .set_payload($body.to_string())
+            .to_request();
+        test::call_service($app, req).await.status()
+    }};
+}
+
 /// GET `uri`: status and JSON body.
 macro_rules! get {
     ($app:expr, $uri:expr) => {{
@@ -52,22 +72,10 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
         )
         .unwrap()
     };
-    let state = web::Data::new(AppState {
-        ledgers: book(),
-        ..f.app_state().await
-    });
+    let state = with_ledgers(&f, book()).await;
     let app = test::init_service(create_app(state)).await;
     let (body, newest) = two_days();
-    let resp = test::call_service(
-        &app,
-        TestRequest::post()
-            .uri("/v1/groups/vm/samples")
-            .insert_header(ContentType::json())
-            .set_payload(body.to_string())
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(post!(&app, "/v1/groups/vm/samples", body), StatusCode::OK);
 
     let (status, v) = get!(&app, "/v1/groups/vm/accuracy");
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -191,10 +199,7 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
 
     // A restart: a new state on the same folders reads the ledger back.
     drop(app);
-    let state = web::Data::new(AppState {
-        ledgers: book(),
-        ..f.app_state().await
-    });
+    let state = with_ledgers(&f, book()).await;
     let app = test::init_service(create_app(state)).await;
     let (status, after) = get!(&app, "/v1/groups/vm/accuracy");
     assert_eq!(status, StatusCode::OK);
@@ -230,22 +235,10 @@ async fn a_poor_default_is_replaced_within_a_day_and_the_switch_is_counted() {
         )
         .unwrap()
     };
-    let state = web::Data::new(AppState {
-        ledgers: book(),
-        ..f.app_state().await
-    });
+    let state = with_ledgers(&f, book()).await;
     let app = test::init_service(create_app(state)).await;
     let body = drifting();
-    let resp = test::call_service(
-        &app,
-        TestRequest::post()
-            .uri("/v1/groups/flip/samples")
-            .insert_header(ContentType::json())
-            .set_payload(body.to_string())
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(post!(&app, "/v1/groups/flip/samples", body), StatusCode::OK);
     let (status, v) = get!(&app, "/v1/groups/flip/accuracy");
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["served_model"], "naive", "{v}");
@@ -277,10 +270,7 @@ async fn a_poor_default_is_replaced_within_a_day_and_the_switch_is_counted() {
 
     // After a restart the ledger, and so the choice, is still there.
     drop(app);
-    let state = web::Data::new(AppState {
-        ledgers: book(),
-        ..f.app_state().await
-    });
+    let state = with_ledgers(&f, book()).await;
     let app = test::init_service(create_app(state)).await;
     let (_, after) = get!(&app, "/v1/groups/flip/accuracy");
     assert_eq!(after, v);
@@ -302,21 +292,12 @@ async fn with_redis_a_second_instance_reads_the_same_ledger() {
         .await
         .unwrap()
     };
-    let state = web::Data::new(AppState {
-        ledgers: book().await,
-        ..f.app_state().await
-    });
+    let state = with_ledgers(&f, book().await).await;
     let app = test::init_service(create_app(state)).await;
-    let resp = test::call_service(
-        &app,
-        TestRequest::post()
-            .uri("/v1/groups/flip/samples")
-            .insert_header(ContentType::json())
-            .set_payload(drifting().to_string())
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        post!(&app, "/v1/groups/flip/samples", drifting()),
+        StatusCode::OK
+    );
     let (status, v) = get!(&app, "/v1/groups/flip/accuracy");
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(
@@ -324,10 +305,7 @@ async fn with_redis_a_second_instance_reads_the_same_ledger() {
         (Some("naive"), Some(1))
     );
 
-    let other = web::Data::new(AppState {
-        ledgers: book().await,
-        ..f.app_state().await
-    });
+    let other = with_ledgers(&f, book().await).await;
     let other = test::init_service(create_app(other)).await;
     let (_, seen) = get!(&other, "/v1/groups/flip/accuracy");
     assert_eq!(seen, v);
@@ -338,29 +316,24 @@ async fn with_redis_a_second_instance_reads_the_same_ledger() {
 #[actix_web::test]
 async fn the_worker_advances_ledgers_as_samples_arrive() {
     let f = Fixture::new(Kind::Memory, "accuracy-worker");
-    let state = web::Data::new(AppState {
-        ledgers: LedgerBook::new(
+    let state = with_ledgers(
+        &f,
+        LedgerBook::new(
             vec!["snaive".into(), "naive".into()],
             LedgerConfig::default(),
             None,
         )
         .unwrap(),
-        ..f.app_state().await
-    });
+    )
+    .await;
     let shutdown = forescale::app::Shutdown::default();
     let worker =
         forescale::app::accuracy::spawn_worker(state.clone().into_inner(), shutdown.clone());
     let app = test::init_service(create_app(state)).await;
-    let resp = test::call_service(
-        &app,
-        TestRequest::post()
-            .uri("/v1/groups/flip/samples")
-            .insert_header(ContentType::json())
-            .set_payload(drifting().to_string())
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        post!(&app, "/v1/groups/flip/samples", drifting()),
+        StatusCode::OK
+    );
     let wanted = "forescale_served_model{group=\"flip\",model=\"naive\"} 1";
     let mut text = String::new();
     for _ in 0..200 {
@@ -387,16 +360,14 @@ async fn too_little_history_is_a_client_matter() {
     let samples: Vec<Value> = (0..5)
         .map(|i| json!({"timestamp": t0 + i * 300, "features": {"cpu_usage_pct": 10 + i}}))
         .collect();
-    let resp = test::call_service(
-        &app,
-        TestRequest::post()
-            .uri("/v1/groups/tiny/samples")
-            .insert_header(ContentType::json())
-            .set_payload(json!({ "samples": samples }).to_string())
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        post!(
+            &app,
+            "/v1/groups/tiny/samples",
+            json!({ "samples": samples })
+        ),
+        StatusCode::OK
+    );
     let (status, v) = get!(&app, "/v1/groups/tiny/accuracy");
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["reason"], "no_evidence");
