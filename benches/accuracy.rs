@@ -5,19 +5,25 @@
 //! 5-minute steps first, so every ring is full. Also prints the size of
 //! one warmed ledger as JSON, what storing it costs.
 //!
+//! `candidates_one_step`: what one step of a ledger costs with the real
+//! candidates (the shipped bilstm, mstl, naive, snaive), each forecasting
+//! from a week of a real Bitbrains VM, one thread; and each alone.
+//!
 //! `cargo bench --bench accuracy`
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly by design
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use forescale::accuracy::{GroupLedger, LedgerConfig};
+use forescale::data::{DatasetSource, load, prepare};
 use forescale::domain::HORIZON;
-use forescale::forecast::QuantileForecast;
+use forescale::forecast::{Forecaster, ModelRegistry, QuantileForecast};
+use std::path::Path;
 
 const STEP: i64 = 300;
 const CANDIDATES: [&str; 4] = ["bilstm", "mstl", "naive", "snaive"];
 
-fn load(g: usize, t: i64) -> f32 {
+fn cpu_at(g: usize, t: i64) -> f32 {
     40.0 + 20.0 * ((t as f32 / 3_600.0) + g as f32).sin()
 }
 
@@ -37,7 +43,7 @@ fn forecasts(y: f32) -> Vec<Option<QuantileForecast>> {
 
 /// One step of one group's ledger at time `t`.
 fn step(l: &mut GroupLedger, g: usize, t: i64) {
-    let y = load(g, t - STEP);
+    let y = cpu_at(g, t - STEP);
     l.observe(t - STEP, y);
     l.choose(t - STEP);
     l.record(t, STEP, forecasts(y));
@@ -55,6 +61,34 @@ fn warmed(n: usize) -> (Vec<GroupLedger>, i64) {
         }
     }
     (ledgers, (week + 1) * STEP)
+}
+
+fn candidates(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let models = ModelRegistry::load_dir(&root.join("models")).unwrap();
+    let (raw, _) =
+        load(&DatasetSource::parse("bitbrains-rnd", &root.join("../shared/data")).unwrap())
+            .unwrap();
+    let series = prepare(&raw[..1], 300);
+    let rows = &series[0].window.rows;
+    let t = rows.len() - 1;
+    let history = &rows[t.saturating_sub(7 * 288 + 288)..t];
+    let all: Vec<Forecaster> = CANDIDATES.iter().map(|n| models.get(n).unwrap()).collect();
+    let mut g = c.benchmark_group("candidates_one_step");
+    g.sample_size(20);
+    g.bench_function("all_four", |b| {
+        b.iter(|| {
+            all.iter()
+                .map(|m| m.forecast(history, HORIZON).ok())
+                .collect::<Vec<_>>()
+        });
+    });
+    for m in &all {
+        g.bench_function(m.name(), |b| {
+            b.iter(|| m.forecast(history, HORIZON).unwrap())
+        });
+    }
+    g.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -93,5 +127,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, candidates);
 criterion_main!(benches);

@@ -209,7 +209,8 @@ pub struct ServiceConfig {
     /// arrive (one group at a time, at most one core), so its scores, its
     /// served model and the gauges in /metrics follow the data without a
     /// request. Off: a ledger advances when `/accuracy` or `model=auto`
-    /// asks. A step costs about 20 ms a group (mostly mstl).
+    /// asks. A step costs 1.5 to 22 ms a group, mostly mstl (more where
+    /// it finds a daily season).
     #[arg(long, env = "FORESCALE_TRACK_ACCURACY")]
     pub track_accuracy: bool,
 }
