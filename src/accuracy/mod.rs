@@ -29,7 +29,8 @@ pub use score::{Ring, Tally};
 use crate::forecast::QuantileForecast;
 
 const HOUR: i64 = 3_600;
-const DAY: i64 = 24 * HOUR;
+/// A day in seconds: the choice's window, and the rings' day.
+pub const DAY: i64 = 24 * HOUR;
 
 /// The selection and calibration rule. Chosen before any replay was
 /// scored (docs/accuracy.md says why each value).

@@ -21,7 +21,6 @@ use super::forecast::WindowForecast;
 use super::{AppError, AppState, Shutdown};
 use crate::metrics::GroupAccuracy;
 
-const DAY_SECONDS: i64 = 86_400;
 /// Steps replayed at most when a ledger is brought up to date: a day.
 pub const CATCH_UP_STEPS: usize = DAY_STEPS;
 /// Fewest rows of history before the first forecast is recorded.
@@ -305,7 +304,7 @@ pub async fn catch_up(state: &AppState, group: &ScalingGroup) -> Result<GroupLed
 /// model's WQL against naive's and its coverage.
 fn gauges(l: &GroupLedger) -> GroupAccuracy {
     let now = l.observed_until.unwrap_or_default();
-    let day = |m: &crate::accuracy::ModelTrack| m.window(now, DAY_SECONDS).0;
+    let day = |m: &crate::accuracy::ModelTrack| m.window(now, crate::accuracy::DAY).0;
     let served = day(&l.models[l.served]);
     let naive = l.model("naive").map(day);
     GroupAccuracy {
@@ -435,16 +434,18 @@ fn replay(
     };
     let start_of = |t: usize| rows.get(t).map_or(end + window.step, |r| r.timestamp);
     let first = rows.len().saturating_sub(CATCH_UP_STEPS).max(MIN_HISTORY);
+    // First row not yet observed (rows are in time order).
+    let mut unseen =
+        rows.partition_point(|r| ledger.observed_until.is_some_and(|o| r.timestamp <= o));
     for t in first..=rows.len() {
         let start = start_of(t);
         if ledger.last_origin.is_some_and(|o| start <= o) {
             continue;
         }
-        for r in &rows[..t] {
-            if ledger.observed_until.is_none_or(|o| r.timestamp > o) {
-                ledger.observe(r.timestamp, r.target());
-            }
+        for r in rows.get(unseen..t).unwrap_or_default() {
+            ledger.observe(r.timestamp, r.target());
         }
+        unseen = unseen.max(t);
         ledger.choose(rows[t - 1].timestamp);
         let fcs = models
             .iter()

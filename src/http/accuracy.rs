@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, resource};
-use crate::accuracy::{GroupLedger, ModelTrack, Tally};
+use crate::accuracy::{DAY, GroupLedger, ModelTrack, Tally};
 use crate::app::accuracy::catch_up;
 use crate::domain::ScalingGroup;
 
@@ -17,8 +17,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(group_accuracy),
     ));
 }
-
-const DAY: i64 = 86_400;
 
 /// Scores over a window; absent values where it holds no points.
 #[derive(Debug, Serialize, ToSchema)]
