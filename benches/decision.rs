@@ -6,7 +6,10 @@
 //! - `cold`: no embedding cached (every window runs the encoder, as one
 //!   batch on both cores): the cycle right after new samples arrived;
 //! - `warm`: every embedding cached (head + policy only): a cycle between
-//!   new samples.
+//!   new samples;
+//! - `warm_auto`: as `warm` with `model=auto` (the service's default)
+//!   before any group has evidence: bilstm serves, after a look at each
+//!   group's choice.
 //!
 //! `cargo bench --bench decision`
 
@@ -19,6 +22,7 @@ use actix_web::web;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use forescale::app::AppState;
 use forescale::app::decision::{DecisionSettings, GroupRequest, decide};
+use forescale::app::forecast::ModelSpec;
 use forescale::cache::EmbeddingCache;
 use forescale::domain::{MetricSample, N_MEASURED, ScalingGroup};
 use forescale::forecast::ModelRegistry;
@@ -86,14 +90,23 @@ fn cycle(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10));
     for n in [5_000usize, 10_000] {
         g.throughput(Throughput::Elements(n as u64));
-        for (label, capacity) in [("cold", 0usize), ("warm", 2 * n)] {
+        // `auto` before any group has evidence: bilstm serves every group,
+        // plus a choice lookup per group.
+        for (label, capacity, auto) in [
+            ("cold", 0usize, false),
+            ("warm", 2 * n, false),
+            ("warm_auto", 2 * n, true),
+        ] {
             let (state, requests) = rt.block_on(fleet(n, capacity));
-            let model = state.models.get("bilstm").unwrap();
+            let spec = match auto {
+                true => ModelSpec::Auto,
+                false => ModelSpec::Fixed(state.models.get("bilstm").unwrap()),
+            };
             // Fill the cache (warm) / check everything decides (both).
-            let (out, _) = rt.block_on(decide(&state, &model, requests.clone(), &settings, END));
+            let (out, _) = rt.block_on(decide(&state, &spec, requests.clone(), &settings, END));
             assert!(out.iter().all(|r| r.is_ok()));
             g.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
-                b.iter(|| rt.block_on(decide(&state, &model, requests.clone(), &settings, END)))
+                b.iter(|| rt.block_on(decide(&state, &spec, requests.clone(), &settings, END)))
             });
         }
     }

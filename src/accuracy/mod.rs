@@ -71,6 +71,25 @@ struct Pending {
     calibrated: QuantileForecast,
     /// Steps already scored.
     scored: Vec<bool>,
+    /// This forecast was the one served (its steps go to the history).
+    #[serde(default)]
+    served: bool,
+}
+
+/// How far back [`GroupLedger::history`] reaches, seconds.
+pub const HISTORY_SPAN: i64 = 2 * DAY;
+
+/// A served forecast against its actual, at one lead.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PastPoint {
+    /// Time of the actual (the forecast step).
+    pub ts: i64,
+    /// Steps ahead the forecast was made: 1, or the horizon.
+    pub lead: u8,
+    /// Index of the candidate that served it.
+    pub model: u8,
+    /// Calibrated p10, p50, p90, then the actual; CPU %, to 0.01.
+    pub v: [f32; 4],
 }
 
 /// One candidate's record for a group.
@@ -156,6 +175,21 @@ pub struct Switch {
     pub to_wql: f64,
 }
 
+/// What serving a group needs of its ledger, small enough to read on
+/// every request: the served model, why, whether it is degraded, and its
+/// calibration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub served: String,
+    pub reason: Reason,
+    /// See [`GroupLedger::degraded`], as of `as_of`.
+    pub degraded: bool,
+    /// The served model's calibration for the group.
+    pub calibrator: Calibrator,
+    /// Newest actual the choice has seen.
+    pub as_of: Option<i64>,
+}
+
 /// Every candidate's record for one group and the current choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupLedger {
@@ -172,6 +206,10 @@ pub struct GroupLedger {
     /// First step of the newest forecast recorded.
     #[serde(default)]
     pub last_origin: Option<i64>,
+    /// The served forecasts one step and the whole horizon ahead against
+    /// their actuals, oldest first, over the last [`HISTORY_SPAN`].
+    #[serde(default)]
+    pub history: VecDeque<PastPoint>,
 }
 
 impl GroupLedger {
@@ -190,6 +228,7 @@ impl GroupLedger {
             last_switch: None,
             observed_until: None,
             last_origin: None,
+            history: VecDeque::new(),
         }
     }
 
@@ -208,7 +247,8 @@ impl GroupLedger {
             return;
         }
         self.observed_until = Some(self.observed_until.map_or(ts, |t| t.max(ts)));
-        for m in &mut self.models {
+        let cents = |x: f32| (x * 100.0).round() / 100.0;
+        for (i, m) in self.models.iter_mut().enumerate() {
             for p in &mut m.pending {
                 let off = ts - p.start;
                 if off < 0 || off % p.step != 0 {
@@ -220,6 +260,15 @@ impl GroupLedger {
                 }
                 p.scored[h] = true;
                 let c = &p.calibrated;
+                let last = p.scored.len().saturating_sub(1);
+                if p.served && (h == 0 || h == last) {
+                    self.history.push_back(PastPoint {
+                        ts,
+                        lead: (h + 1).min(usize::from(u8::MAX)) as u8,
+                        model: i.min(usize::from(u8::MAX)) as u8,
+                        v: [c.p10[h], c.p50[h], c.p90[h], y].map(cents),
+                    });
+                }
                 let t = Tally::point(y, [c.p10[h], c.p50[h], c.p90[h]]);
                 m.hourly.add(ts, &t);
                 let mut per_step = vec![Tally::default(); p.scored.len()];
@@ -229,6 +278,13 @@ impl GroupLedger {
             }
             m.pending
                 .retain(|p| p.start + p.step * (p.scored.len() as i64 - 1) > ts);
+        }
+        while self
+            .history
+            .front()
+            .is_some_and(|p| p.ts <= ts - HISTORY_SPAN)
+        {
+            self.history.pop_front();
         }
     }
 
@@ -318,6 +374,7 @@ impl GroupLedger {
                 scored: vec![false; calibrated.horizon()],
                 raw,
                 calibrated,
+                served: false,
             });
         }
         let pick = if made.get(self.served).is_some_and(Option::is_some) {
@@ -325,6 +382,9 @@ impl GroupLedger {
         } else {
             made.iter().position(Option::is_some)?
         };
+        if let Some(p) = self.models[pick].pending.back_mut() {
+            p.served = true;
+        }
         made.swap_remove(pick).map(|fc| (pick, fc))
     }
 
@@ -359,6 +419,18 @@ impl GroupLedger {
                 .map(|p| (i, p))
         };
         of(self.served).or_else(|| (0..self.models.len()).find_map(of))
+    }
+
+    /// The choice as of the newest actual.
+    pub fn choice(&self) -> Choice {
+        let m = &self.models[self.served];
+        Choice {
+            served: m.name.clone(),
+            reason: self.reason.clone(),
+            degraded: self.degraded(self.observed_until.unwrap_or_default()),
+            calibrator: m.calibrator.clone(),
+            as_of: self.observed_until,
+        }
     }
 
     /// True when the served model's WQL over the window is above naive's

@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::aio::ConnectionManager;
 
-use crate::accuracy::{GroupLedger, LedgerConfig};
+use crate::accuracy::{Choice, GroupLedger, LedgerConfig};
 use crate::domain::{HORIZON, ScalingGroup};
-use crate::forecast::{DAY_STEPS, ForecastError, Forecaster, ModelRegistry};
+use crate::forecast::{DAY_STEPS, Forecaster, ModelRegistry};
 
-use super::forecast::WindowForecast;
+use super::forecast::{AUTO, ModelSpec, WindowForecast, forecast_group, serve};
 use super::{AppError, AppState, Shutdown};
+use crate::accuracy::Calibrator;
 use crate::metrics::GroupAccuracy;
 
 /// Steps replayed at most when a ledger is brought up to date: a day.
@@ -64,6 +65,33 @@ struct Dirty {
     on: AtomicBool,
 }
 
+/// What planning does with a group whose served forecast is degraded
+/// (worse than naive over the last day).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnDegraded {
+    /// Plan from this model instead (and say so in the plan's reason).
+    Fallback(String),
+    /// Plan from the chosen model all the same (the plan's reason says
+    /// it is degraded).
+    Keep,
+    /// Make no plan: the control loop writes nothing for the group until
+    /// its forecast recovers.
+    Hold,
+}
+
+impl Default for OnDegraded {
+    fn default() -> Self {
+        Self::Fallback("naive".into())
+    }
+}
+
+/// How long a replica trusts its copy of a choice kept in Redis (another
+/// replica's worker may have changed it).
+const CHOICE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A choice as read (`None`: no ledger yet), and when.
+type Memo = (std::time::Instant, Option<Arc<Choice>>);
+
 /// Every group's ledger, and where they are kept.
 #[derive(Debug)]
 pub struct LedgerBook {
@@ -71,6 +99,12 @@ pub struct LedgerBook {
     config: LedgerConfig,
     keep: Keep,
     ledgers: tokio::sync::Mutex<HashMap<ScalingGroup, GroupLedger>>,
+    /// Each group's [`Choice`] as last read or written, and when: what the
+    /// request path reads, without the whole ledger.
+    choices: parking_lot::RwLock<HashMap<ScalingGroup, Memo>>,
+    /// One replay at a time (the worker and a request may both ask).
+    replaying: tokio::sync::Mutex<()>,
+    on_degraded: OnDegraded,
     dirty: Dirty,
 }
 
@@ -90,6 +124,9 @@ impl LedgerBook {
             config,
             keep: dir.map_or(Keep::Memory, Keep::Dir),
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            choices: Default::default(),
+            replaying: tokio::sync::Mutex::new(()),
+            on_degraded: OnDegraded::default(),
             dirty: Dirty::default(),
         })
     }
@@ -112,6 +149,9 @@ impl LedgerBook {
             config,
             keep: Keep::Redis(conn, prefix.to_owned()),
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            choices: Default::default(),
+            replaying: tokio::sync::Mutex::new(()),
+            on_degraded: OnDegraded::default(),
             dirty: Dirty::default(),
         })
     }
@@ -123,12 +163,79 @@ impl LedgerBook {
             config: LedgerConfig::default(),
             keep: Keep::Memory,
             ledgers: tokio::sync::Mutex::new(HashMap::new()),
+            choices: Default::default(),
+            replaying: tokio::sync::Mutex::new(()),
+            on_degraded: OnDegraded::default(),
             dirty: Dirty::default(),
         }
     }
 
     pub fn candidates(&self) -> &[String] {
         &self.candidates
+    }
+
+    /// Plan degraded groups as `on` says.
+    pub fn with_on_degraded(mut self, on: OnDegraded) -> Self {
+        self.on_degraded = on;
+        self
+    }
+
+    pub fn on_degraded(&self) -> &OnDegraded {
+        &self.on_degraded
+    }
+
+    /// The global default: the first candidate, served until a group has
+    /// evidence.
+    pub fn default_candidate(&self) -> &str {
+        self.candidates.first().map_or("naive", String::as_str)
+    }
+
+    /// `group`'s current choice, `None` before its ledger has one. Read
+    /// on every `auto` request: from the process's copy (refreshed from
+    /// Redis after 30 s). A failed read serves the last copy,
+    /// or none: a forecast never fails for want of a choice.
+    pub async fn choice(&self, group: &ScalingGroup) -> Option<Arc<Choice>> {
+        let memo = self.choices.read().get(group).cloned();
+        let fresh = |at: std::time::Instant| match self.keep {
+            Keep::Redis(..) => at.elapsed() < CHOICE_TTL,
+            Keep::Memory | Keep::Dir(_) => true,
+        };
+        if let Some((at, c)) = &memo
+            && fresh(*at)
+        {
+            return c.clone();
+        }
+        let read = match &self.keep {
+            Keep::Redis(conn, prefix) => {
+                let key = format!("{prefix}:choice:{group}");
+                let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn.clone())
+                    .await;
+                r.map_err(|e| e.to_string()).and_then(|b| {
+                    b.map(|b| serde_json::from_slice::<Choice>(&b).map_err(|e| e.to_string()))
+                        .transpose()
+                })
+            }
+            Keep::Memory | Keep::Dir(_) => self
+                .get(group)
+                .await
+                .map(|l| l.map(|l| l.choice()))
+                .map_err(|e| e.to_string()),
+        };
+        match read {
+            Ok(c) => {
+                let c = c.map(Arc::new);
+                self.choices
+                    .write()
+                    .insert(group.clone(), (std::time::Instant::now(), c.clone()));
+                c
+            }
+            Err(e) => {
+                tracing::warn!(group = %group, error = %e, "ledger: could not read the choice; serving the last known");
+                memo.and_then(|(_, c)| c)
+            }
+        }
     }
 
     /// New samples arrived for `group`: a running worker will bring its
@@ -209,9 +316,17 @@ impl LedgerBook {
             // A ledger is derived from stored samples: a failed write loses
             // no data, so it is logged and the process's copy serves.
             Keep::Redis(conn, prefix) => {
-                let r: redis::RedisResult<()> = redis::cmd("SET")
+                let choice = serde_json::to_vec(&ledger.choice())
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                let r: redis::RedisResult<()> = redis::pipe()
+                    .cmd("SET")
                     .arg(format!("{prefix}:ledger:{group}"))
                     .arg(encode()?)
+                    .ignore()
+                    .cmd("SET")
+                    .arg(format!("{prefix}:choice:{group}"))
+                    .arg(choice)
+                    .ignore()
                     .query_async(&mut conn.clone())
                     .await;
                 if let Err(e) = r {
@@ -219,6 +334,10 @@ impl LedgerBook {
                 }
             }
         }
+        self.choices.write().insert(
+            group.clone(),
+            (std::time::Instant::now(), Some(Arc::new(ledger.choice()))),
+        );
         self.ledgers.lock().await.insert(group.clone(), ledger);
         Ok(())
     }
@@ -255,6 +374,7 @@ pub fn spawn_worker(state: Arc<AppState>, shutdown: Shutdown) -> tokio::task::Jo
 /// it ([`AppError::GroupNotFound`] when the group has no samples).
 pub async fn catch_up(state: &AppState, group: &ScalingGroup) -> Result<GroupLedger, AppError> {
     let book = &state.ledgers;
+    let _one = book.replaying.lock().await;
     let models: Vec<Forecaster> =
         book.candidates
             .iter()
@@ -320,9 +440,11 @@ fn gauges(l: &GroupLedger) -> GroupAccuracy {
     }
 }
 
-/// `auto`'s forecast of a stored group: the ledger brought up to date,
-/// then the newest forecast of the model it serves, calibrated. Also the
-/// served model's name and the reason for the choice.
+/// `auto`'s forecast of a stored group: the model its ledger chose
+/// (the global default before there is evidence), run now, its p10 and
+/// p90 calibrated to the group's errors. The ledger is only read: the
+/// worker (or `/accuracy`) advances it, so this costs what the served
+/// model's own forecast costs.
 pub async fn forecast_auto(
     state: &AppState,
     group: &ScalingGroup,
@@ -335,45 +457,28 @@ pub async fn forecast_auto(
             format!("model auto forecasts at most {HORIZON} steps, got {horizon}"),
         ));
     }
-    let ledger = catch_up(state, group).await?;
-    let Some((i, fc, step)) = ledger.latest() else {
-        // Too little history for any candidate (a client's matter, not a
-        // failure of ours).
-        let have = state
-            .store
-            .window(group, MIN_HISTORY)
-            .await?
-            .map_or(0, |w| w.rows.len());
-        return Err(ForecastError::NotEnoughHistory {
-            model: "auto",
-            have,
-            need: MIN_HISTORY + 1,
-        }
-        .into());
-    };
-    let mut forecast = fc.clone();
-    forecast.truncate(horizon);
-    let origin = ledger.last_origin.unwrap_or_default();
-    let served = ledger.models[i].name.clone();
+    let served = serve(state, &ModelSpec::Auto, group, false).await?;
+    let (mut f, _) = forecast_group(state, group, served.model.clone(), horizon, false).await?;
+    let raw = f.forecast;
     let quantiles = levels
         .iter()
         .map(|l| {
-            let mut q = ledger.latest_quantile(*l).unwrap_or_default();
-            q.truncate(horizon);
+            let q = (0..raw.horizon())
+                .map(|h| match &served.calibrator {
+                    Some(c) => c.quantile(&raw, h, *l),
+                    None => Calibrator::new(raw.horizon(), 0.0).quantile(&raw, h, *l),
+                })
+                .collect();
             (*l, q)
         })
         .collect();
-    state.metrics.forecast_served("auto");
+    let name = std::mem::replace(&mut f.model, AUTO.into());
+    f.forecast = served.calibrate(raw);
     Ok(AutoForecast {
-        forecast: WindowForecast {
-            model: "auto".into(),
-            end: origin - step,
-            step_seconds: step,
-            forecast,
-            explanation: None,
-        },
-        served,
-        reason: ledger.reason.code(),
+        forecast: f,
+        served: name,
+        reason: served.reason.unwrap_or_default(),
+        degraded: served.degraded,
         quantiles,
     })
 }
@@ -386,6 +491,8 @@ pub struct AutoForecast {
     /// The candidate that served.
     pub served: String,
     pub reason: &'static str,
+    /// The served model has been worse than naive over the last day.
+    pub degraded: bool,
     /// Each level asked for, and its calibrated quantile at every step.
     pub quantiles: Vec<(f64, Vec<f32>)>,
 }

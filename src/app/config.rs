@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::AppState;
+use super::accuracy::OnDegraded;
 use super::auth::ApiTokens;
 use super::control::{ControlLoop, ControlSettings, Lease};
 use crate::actuator::{Actuator, AuditLog, KILL_SWITCH_FILE, PlanSettings, WritePolicy};
@@ -111,10 +112,11 @@ pub struct ServiceConfig {
     /// Largest request body in bytes.
     #[arg(long, env = "FORESCALE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
-    /// Model used when a forecast request names none (default: bilstm when
-    /// it is loaded, else naive).
-    #[arg(long, env = "FORESCALE_DEFAULT_MODEL")]
-    pub default_model: Option<String>,
+    /// Model used when a request names none: `auto` (per group, the
+    /// candidate with the best recent accuracy, calibrated; bilstm until a
+    /// group has evidence) or a model's name.
+    #[arg(long, env = "FORESCALE_DEFAULT_MODEL", default_value = "auto")]
+    pub default_model: String,
     /// Most encoder outputs kept in process by the embedding cache.
     #[arg(long, env = "FORESCALE_CACHE_CAPACITY", default_value_t = 20_000)]
     pub cache_capacity: usize,
@@ -206,13 +208,33 @@ pub struct ServiceConfig {
     #[arg(long, env = "FORESCALE_RETRAIN_RECENT_DAYS", default_value_t = 14.0)]
     pub retrain_recent_days: f64,
     /// Advance every group's accuracy ledger in the background as samples
-    /// arrive (one group at a time, at most one core), so its scores, its
-    /// served model and the gauges in /metrics follow the data without a
-    /// request. Off: a ledger advances when `/accuracy` or `model=auto`
-    /// asks. A step costs 1.5 to 22 ms a group, mostly mstl (more where
-    /// it finds a daily season).
-    #[arg(long, env = "FORESCALE_TRACK_ACCURACY")]
+    /// arrive (one group at a time, at most one core), so its scores, the
+    /// model `auto` serves and the gauges in /metrics follow the data.
+    /// `false`: a ledger advances only when `/accuracy` asks, and `auto`
+    /// serves what it last chose. A step costs 1.5 to 22 ms a group,
+    /// mostly mstl (more where it finds a daily season).
+    #[arg(long, env = "FORESCALE_TRACK_ACCURACY", default_value_t = true,
+          action = clap::ArgAction::Set)]
     pub track_accuracy: bool,
+    /// What planning (recommendations and the control loop) does with a
+    /// group whose served forecast has been worse than naive over the last
+    /// day: `fallback` (plan from --fallback-model), `keep` (plan from it
+    /// all the same) or `hold` (the control loop writes nothing for it).
+    /// Every case is logged and shown in the recommendation.
+    #[arg(long, env = "FORESCALE_ON_DEGRADED", value_enum, default_value_t = DegradedAction::Fallback)]
+    pub on_degraded: DegradedAction,
+    /// The model a degraded group is planned from with `--on-degraded
+    /// fallback`.
+    #[arg(long, env = "FORESCALE_FALLBACK_MODEL", default_value = "naive")]
+    pub fallback_model: String,
+}
+
+/// `--on-degraded`: see [`OnDegraded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DegradedAction {
+    Fallback,
+    Keep,
+    Hold,
 }
 
 impl ServiceConfig {
@@ -394,17 +416,25 @@ impl ServiceConfig {
     /// Open the store and build the state handlers share.
     pub async fn state(&self) -> anyhow::Result<AppState> {
         let models = self.registry.load()?;
-        let default_model = match &self.default_model {
-            Some(m) => m.clone(),
-            None if models.get("bilstm").is_some() => "bilstm".into(),
-            None => "naive".into(),
-        };
-        if models.get(&default_model).is_none() {
+        let default_model = self.default_model.clone();
+        if default_model != super::forecast::AUTO && models.get(&default_model).is_none() {
             bail!(
-                "--default-model {default_model:?} is not one of: {}",
+                "--default-model {default_model:?} is not one of: {}, auto",
                 models.names().join(", ")
             );
         }
+        if models.get(&self.fallback_model).is_none() {
+            bail!(
+                "--fallback-model {:?} is not one of: {}",
+                self.fallback_model,
+                models.names().join(", ")
+            );
+        }
+        let on_degraded = match self.on_degraded {
+            DegradedAction::Fallback => OnDegraded::Fallback(self.fallback_model.clone()),
+            DegradedAction::Keep => OnDegraded::Keep,
+            DegradedAction::Hold => OnDegraded::Hold,
+        };
         for m in models.neural() {
             tracing::info!(model = m.name(), version = %m.file.version, lookback = m.lookback(), "loaded model");
         }
@@ -465,7 +495,8 @@ impl ServiceConfig {
             )
             .await
             .with_context(|| format!("connecting the ledgers to {}", redact(url)))?,
-        };
+        }
+        .with_on_degraded(on_degraded);
         Ok(AppState {
             ledgers,
             group_settings: std::sync::Arc::new(group_settings),
@@ -547,6 +578,19 @@ mod tests {
             !p.writes(&ScalingGroup::parse("web").expect("name")),
             "kill switch wins"
         );
+    }
+
+    #[test]
+    fn auto_is_the_default_and_its_ledgers_advance_unless_told_not_to() {
+        let a = serve_args(&[]);
+        assert_eq!(a.default_model, "auto");
+        assert!(a.track_accuracy);
+        assert_eq!(a.on_degraded, DegradedAction::Fallback);
+        assert_eq!(a.fallback_model, "naive");
+        let a = serve_args(&["--track-accuracy", "false", "--on-degraded", "hold"]);
+        assert!(!a.track_accuracy);
+        assert_eq!(a.on_degraded, DegradedAction::Hold);
+        assert!(Serve::try_parse_from(["serve", "--on-degraded", "panic"]).is_err());
     }
 
     #[tokio::test]

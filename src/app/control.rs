@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
+use super::accuracy::OnDegraded;
 use super::decision::{DecisionSettings, GroupRequest, decide};
 use super::forecast::forecast_stored;
 use super::{AppError, AppState, Shutdown};
@@ -46,6 +47,10 @@ pub enum ControlError {
     Forecast(AppError),
     #[error("stale data: the newest sample is {age_seconds} s old; no plan")]
     Stale { age_seconds: i64 },
+    #[error(
+        "forecast degraded: {model} has been worse than naive over the last day; no plan (--on-degraded hold)"
+    )]
+    Degraded { model: String },
     #[error("plan: {0}")]
     Plan(AppError),
     #[error(transparent)]
@@ -277,6 +282,13 @@ impl ControlLoop {
         let fc = forecast_stored(&self.state, g, self.settings.horizon).await;
         metrics.control_stage("forecast", fc.is_ok(), s.elapsed().as_secs_f64());
         let fc = fc.map_err(ControlError::Forecast)?;
+        if fc.degraded {
+            let on = self.state.ledgers.on_degraded();
+            tracing::warn!(group = %g, model = %fc.model, reason = fc.reason.unwrap_or_default(), on_degraded = ?on, "control loop: the group's forecast is degraded");
+            if *on == OnDegraded::Hold {
+                return Err(ControlError::Degraded { model: fc.model });
+            }
+        }
         let step = fc.step_seconds;
         if now - fc.end > self.settings.max_staleness_steps * step + step {
             return Err(ControlError::Stale {
@@ -292,8 +304,13 @@ impl ControlLoop {
         };
         let capacity_now = fc.capacity_now.or(limits.map(|l| l.desired));
         t.capacity_now = capacity_now;
+        let why = match (fc.reason, fc.degraded) {
+            (Some(r), true) => format!(" (auto: {r}, degraded)"),
+            (Some(r), false) => format!(" (auto: {r})"),
+            (None, _) => String::new(),
+        };
         let context = format!(
-            "model {}, history to {}, capacity now {}",
+            "model {}{why}, history to {}, capacity now {}",
             fc.model,
             crate::domain::rfc3339(fc.end),
             capacity_now.map_or("unknown".into(), |c| c.to_string())
@@ -346,7 +363,7 @@ impl ControlLoop {
         now: i64,
     ) -> Result<(Vec<PlanStep>, String), ControlError> {
         let state = &self.state;
-        let model = super::forecast::pick_model(state, None).map_err(ControlError::Plan)?;
+        let spec = super::forecast::pick_model(state, None).map_err(ControlError::Plan)?;
         let req = GroupRequest {
             group: g.clone(),
             capacity,
@@ -356,7 +373,7 @@ impl ControlLoop {
             plan_steps: self.settings.horizon,
             ..DecisionSettings::default()
         };
-        let (mut out, _) = decide(state, &model, vec![req], &settings, now).await;
+        let (mut out, _) = decide(state, &spec, vec![req], &settings, now).await;
         let d = out
             .pop()
             .ok_or_else(|| ControlError::Plan(AppError::model("no decision was made")))?

@@ -16,10 +16,12 @@ use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::forecast::{Lookup, Miss, encode, lookup};
+use std::sync::Arc;
+
+use super::forecast::{Lookup, Miss, ModelSpec, Served, encode, lookup, serve};
 use super::{AppError, AppState};
 use crate::domain::{HORIZON, ScalingGroup};
-use crate::forecast::{Forecaster, QuantileForecast};
+use crate::forecast::{Forecaster, NeuralModel, QuantileForecast};
 use crate::policy::GuardrailSettings;
 use crate::policy::recommend::{Decider, Recommendation, Situation, recommend_many};
 use crate::store::MetricWindow;
@@ -66,7 +68,12 @@ pub struct GroupRequest {
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub group: ScalingGroup,
+    /// The model that forecast (with `auto`, the one that served).
     pub model: String,
+    /// With `auto`: why that model served ([`Served::reason`]).
+    pub model_reason: Option<&'static str>,
+    /// With `auto`: the group's chosen model is degraded.
+    pub degraded: bool,
     pub step_seconds: i64,
     /// Timestamp of the last step of history used.
     pub history_end: i64,
@@ -100,6 +107,7 @@ fn ms(t: Instant) -> f64 {
 /// A group between the stages.
 struct Pending {
     req: GroupRequest,
+    served: Served,
     window: MetricWindow,
     capacity_now: u32,
     /// Set once the forecast is known.
@@ -109,9 +117,11 @@ struct Pending {
 }
 
 /// Decide for every requested group; one result per request, in order.
+/// With [`ModelSpec::Auto`] each group is forecast by the model its
+/// ledger chose, calibrated; misses of each trained model run as one batch.
 pub async fn decide(
     state: &AppState,
-    model: &Forecaster,
+    spec: &ModelSpec,
     requests: Vec<GroupRequest>,
     settings: &DecisionSettings,
     now: i64,
@@ -122,14 +132,17 @@ pub async fn decide(
         ..CycleStats::default()
     };
     let h = settings.plan_steps;
-    let lookback = model.lookback(h);
 
-    // 1. Windows.
+    // 1. The model serving each group, and its window.
     let t = Instant::now();
     let read: Vec<_> = stream::iter(requests)
         .map(|req| async move {
-            let w = state.store.window(&req.group, lookback).await;
-            (req, w)
+            let served = serve(state, spec, &req.group, true).await;
+            let w = match &served {
+                Ok(s) => state.store.window(&req.group, s.model.lookback(h)).await,
+                Err(_) => Ok(None),
+            };
+            (req, served, w)
         })
         .buffered(READS_IN_FLIGHT)
         .collect()
@@ -137,11 +150,13 @@ pub async fn decide(
     stats.read_ms = ms(t);
     let mut slots: Vec<Result<Pending, AppError>> = read
         .into_iter()
-        .map(|(req, w)| {
+        .map(|(req, served, w)| {
+            let served = served?;
             let window = w?.ok_or_else(|| AppError::GroupNotFound(req.group.to_string()))?;
             let capacity_now = resolve_capacity(req.capacity, &window)?;
             Ok(Pending {
                 req,
+                served,
                 window,
                 capacity_now,
                 forecast: None,
@@ -150,11 +165,12 @@ pub async fn decide(
         })
         .collect();
 
-    // 2. Forecasts: cache lookups, then one encoder batch for the misses.
+    // 2. Forecasts: cache lookups, then one encoder batch per trained
+    // model for the misses.
     let t = Instant::now();
     for slot in slots.iter_mut() {
         let Ok(p) = slot else { continue };
-        let r = match model {
+        let r = match &p.served.model {
             Forecaster::Neural(m) => match m.check(&p.window.rows, h) {
                 Err(e) => Err(e),
                 Ok(()) => match lookup(state, m, &p.req.group, &p.window).await {
@@ -168,26 +184,32 @@ pub async fn decide(
                     }
                 },
             },
-            _ => model.forecast(&p.window.rows, h).map(Some),
+            model => model.forecast(&p.window.rows, h).map(Some),
         };
         match r {
             Ok(f) => p.forecast = f,
             Err(e) => *slot = Err(e.into()),
         }
     }
-    if let Forecaster::Neural(m) = model {
-        let mut misses = Vec::new();
-        let mut at = Vec::new();
-        for (i, slot) in slots.iter_mut().enumerate() {
-            if let Ok(p) = slot
-                && let Some(miss) = p.miss.take()
-            {
-                misses.push(miss);
-                at.push(i);
+    // Misses by trained model, in request order.
+    let mut batches: Vec<(Arc<NeuralModel>, Vec<Miss>, Vec<usize>)> = Vec::new();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if let Ok(p) = slot
+            && let Some(miss) = p.miss.take()
+            && let Forecaster::Neural(m) = &p.served.model
+        {
+            match batches.iter_mut().find(|b| Arc::ptr_eq(&b.0, m)) {
+                Some(b) => {
+                    b.1.push(miss);
+                    b.2.push(i);
+                }
+                None => batches.push((m.clone(), vec![miss], vec![i])),
             }
         }
-        stats.encoded = at.len();
-        match encode(state, m, misses).await {
+    }
+    for (m, misses, at) in batches {
+        stats.encoded += at.len();
+        match encode(state, &m, misses).await {
             Ok(embs) => {
                 for (&i, e) in at.iter().zip(embs) {
                     let slot = &mut slots[i];
@@ -205,6 +227,9 @@ pub async fn decide(
             }
         }
     }
+    for p in slots.iter_mut().flatten() {
+        p.forecast = p.forecast.take().map(|f| p.served.calibrate(f));
+    }
     stats.encode_ms = ms(t);
 
     // 3. The policy and guardrails, per group.
@@ -213,12 +238,9 @@ pub async fn decide(
         Some(p) => Decider::Rl(p),
         None => Decider::Predictive,
     };
-    let model_name = model.name().to_owned();
     let settings2 = settings.clone();
     let decide_all = move || -> Vec<Result<Decision, AppError>> {
-        let one = |c: Vec<Result<Pending, AppError>>| {
-            decide_chunk(&decider, &model_name, &settings2, now, c)
-        };
+        let one = |c: Vec<Result<Pending, AppError>>| decide_chunk(&decider, &settings2, now, c);
         let threads = if slots.len() >= PARALLEL_DECISIONS {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -301,6 +323,9 @@ fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, Ap
 /// A group ready for the policy: its inputs in load units.
 struct Prepared {
     group: ScalingGroup,
+    model: String,
+    model_reason: Option<&'static str>,
+    degraded: bool,
     end: i64,
     step: i64,
     capacity_now: u32,
@@ -329,6 +354,9 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError>
         .map(|k| [u(forecast.p10[k]), u(forecast.p50[k]), u(forecast.p90[k])])
         .collect();
     Ok(Prepared {
+        model: p.served.model.name().to_owned(),
+        model_reason: p.served.reason,
+        degraded: p.served.degraded,
         guardrails: p.req.guardrails,
         group: p.req.group,
         end,
@@ -345,7 +373,6 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError>
 /// trained policy decides for all of them as one batch per plan step.
 fn decide_chunk(
     decider: &Decider,
-    model: &str,
     settings: &DecisionSettings,
     now: i64,
     chunk: Vec<Result<Pending, AppError>>,
@@ -376,7 +403,9 @@ fn decide_chunk(
                 .ok_or_else(|| AppError::model("no decision was made"))?;
             Ok(Decision {
                 group: p.group,
-                model: model.to_owned(),
+                model: p.model,
+                model_reason: p.model_reason,
+                degraded: p.degraded,
                 step_seconds: p.step,
                 history_end: p.end,
                 capacity_now: p.capacity_now,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::accuracy::{Calibrator, Reason};
 use crate::cache::{CacheKey, Tier};
 use crate::domain::{HORIZON, ScalingGroup};
 use crate::features::ModelInput;
@@ -14,19 +15,109 @@ use crate::forecast::{
 };
 use crate::store::MetricWindow;
 
+use super::accuracy::OnDegraded;
 use super::{AppError, AppState};
 
-/// The model named, or the service's default.
-pub fn pick_model(state: &AppState, name: Option<&str>) -> Result<Forecaster, AppError> {
+/// What a request asks to be served by: one model for every group, or
+/// per group the candidate its accuracy ledger chose (`auto`).
+#[derive(Debug, Clone)]
+pub enum ModelSpec {
+    Fixed(Forecaster),
+    Auto,
+}
+
+/// The model named (`auto` included), or the service's default.
+pub fn pick_model(state: &AppState, name: Option<&str>) -> Result<ModelSpec, AppError> {
     let name = name.unwrap_or(&state.default_model);
+    if name == AUTO {
+        return Ok(ModelSpec::Auto);
+    }
+    named_model(state, name).map(ModelSpec::Fixed)
+}
+
+/// The loaded model called `name` (not `auto`).
+pub fn named_model(state: &AppState, name: &str) -> Result<Forecaster, AppError> {
     state.models.get(name).ok_or_else(|| {
         AppError::bad(
             "model",
             format!(
-                "unknown model {name:?}; available: {}",
+                "unknown model {name:?}; available: {}, {AUTO}",
                 state.models.names().join(", ")
             ),
         )
+    })
+}
+
+/// The name of the per-group choice.
+pub const AUTO: &str = "auto";
+
+/// The model serving one group, and why.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub model: Forecaster,
+    /// With `auto`: the served model's calibration for the group.
+    pub calibrator: Option<Calibrator>,
+    /// With `auto`: why this model (`no_evidence`, `best`, `switched`,
+    /// `dwell`, or `degraded_fallback` when the chosen model was degraded
+    /// and the fallback planned).
+    pub reason: Option<&'static str>,
+    /// With `auto`: the chosen model has been worse than naive over the
+    /// last day.
+    pub degraded: bool,
+}
+
+impl Served {
+    /// Calibrate a forecast of the served model (a no-op without `auto`).
+    pub fn calibrate(&self, fc: QuantileForecast) -> QuantileForecast {
+        match &self.calibrator {
+            Some(c) => c.apply(&fc),
+            None => fc,
+        }
+    }
+}
+
+/// Resolve `spec` for `group`. `planning`: a plan will be made from the
+/// forecast, so a degraded group gets what `--on-degraded` says.
+pub async fn serve(
+    state: &AppState,
+    spec: &ModelSpec,
+    group: &ScalingGroup,
+    planning: bool,
+) -> Result<Served, AppError> {
+    if let ModelSpec::Fixed(model) = spec {
+        return Ok(Served {
+            model: model.clone(),
+            calibrator: None,
+            reason: None,
+            degraded: false,
+        });
+    }
+    let book = &state.ledgers;
+    let choice = book.choice(group).await;
+    let Some(c) = choice.filter(|c| state.models.get(&c.served).is_some()) else {
+        return Ok(Served {
+            model: named_model(state, book.default_candidate())?,
+            calibrator: None,
+            reason: Some(Reason::NoEvidence.code()),
+            degraded: false,
+        });
+    };
+    if planning
+        && c.degraded
+        && let OnDegraded::Fallback(name) = book.on_degraded()
+    {
+        return Ok(Served {
+            model: named_model(state, name)?,
+            calibrator: None,
+            reason: Some("degraded_fallback"),
+            degraded: true,
+        });
+    }
+    Ok(Served {
+        model: named_model(state, &c.served)?,
+        calibrator: Some(c.calibrator.clone()),
+        reason: Some(c.reason.code()),
+        degraded: c.degraded,
     })
 }
 
@@ -219,16 +310,21 @@ pub async fn forecast_group(
     Ok((f, capacity_now))
 }
 
-/// A stored group's forecast by the service's default model: what the
-/// control loop plans from.
+/// A stored group's forecast by the service's default model (with `auto`,
+/// as planning serves it: see [`serve`]): what the control loop plans
+/// from.
 #[derive(Debug, Clone)]
 pub struct StoredForecast {
     pub model: String,
+    /// With `auto`: why `model` served.
+    pub reason: Option<&'static str>,
+    /// With `auto`: the group's chosen model is degraded.
+    pub degraded: bool,
     /// Start of the newest bucket, Unix seconds.
     pub end: i64,
     pub step_seconds: i64,
     pub p50: Vec<f32>,
-    /// Capacity in service in the newest row that has one.
+    /// Capacity in service in its newest row that has one.
     pub capacity_now: Option<u32>,
 }
 
@@ -239,15 +335,19 @@ pub async fn forecast_stored(
     group: &ScalingGroup,
     horizon: usize,
 ) -> Result<StoredForecast, AppError> {
-    let model = pick_model(state, None)?;
+    let spec = pick_model(state, None)?;
     let horizon = check_horizon(Some(horizon))?;
-    let (f, capacity_now) = forecast_group(state, group, model, horizon, false).await?;
+    let served = serve(state, &spec, group, true).await?;
+    let (f, capacity_now) =
+        forecast_group(state, group, served.model.clone(), horizon, false).await?;
     Ok(StoredForecast {
         model: f.model,
+        reason: served.reason,
+        degraded: served.degraded,
         end: f.end,
         step_seconds: f.step_seconds,
         // Four decimals, as the forecast endpoint answers: the loop plans
-        // from the numbers the API shows.
+        // from the numbers the API shows (the median is never calibrated).
         p50: f
             .forecast
             .p50

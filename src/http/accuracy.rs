@@ -3,18 +3,22 @@
 //! its calibration.
 
 use actix_web::web;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState, ErrorBody, resource};
-use crate::accuracy::{DAY, GroupLedger, ModelTrack, Tally};
+use crate::accuracy::{DAY, GroupLedger, HISTORY_SPAN, ModelTrack, PastPoint, Tally};
 use crate::app::accuracy::catch_up;
-use crate::domain::ScalingGroup;
+use crate::domain::{HORIZON, ScalingGroup, rfc3339};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource(
         "/v1/groups/{group}/accuracy",
         web::get().to(group_accuracy),
+    ))
+    .service(resource(
+        "/v1/groups/{group}/forecast/history",
+        web::get().to(forecast_history),
     ));
 }
 
@@ -143,4 +147,156 @@ pub async fn group_accuracy(
     let group = ScalingGroup::parse(&group)?;
     let ledger = catch_up(&state, &group).await?;
     Ok(web::Json(body(&group, &ledger)))
+}
+
+/// Query of the forecast history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// First actual, RFC 3339 or Unix seconds (default: a day before
+    /// `end`).
+    pub start: Option<String>,
+    /// Last actual, RFC 3339 or Unix seconds (default: the newest actual
+    /// scored). `end - start` at most 2 days, the history kept.
+    pub end: Option<String>,
+    /// Steps ahead the forecasts were made: 1 (default) or 12 (the
+    /// horizon).
+    pub lead: Option<u8>,
+}
+
+/// A served forecast and its actual.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PastForecastPoint {
+    /// Time of the actual, RFC 3339.
+    pub timestamp: String,
+    /// The model `auto` served the forecast with.
+    pub model: String,
+    /// Calibrated quantiles, CPU %.
+    pub p10: f32,
+    pub p50: f32,
+    pub p90: f32,
+    pub actual: f32,
+}
+
+/// Past forecasts against actuals, and their scores.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub group: String,
+    pub lead: u8,
+    /// The range asked for, RFC 3339.
+    pub start: String,
+    pub end: String,
+    /// Scores of the points below.
+    pub scores: WindowScores,
+    pub points: Vec<PastForecastPoint>,
+}
+
+/// A time from a query: RFC 3339 or Unix seconds.
+fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+    let v = match text.trim().parse::<i64>() {
+        Ok(n) => serde_json::Value::from(n),
+        Err(_) => serde_json::Value::from(text.trim()),
+    };
+    crate::ingest::parse_timestamp(&v).map_err(|m| ApiError::BadParameter {
+        field: field.into(),
+        message: m,
+    })
+}
+
+/// What `auto` served a stored group, against what happened: the
+/// forecasts made one step (or the whole horizon) ahead of each time in
+/// the range, calibrated as served, beside the actual (as AWS's
+/// GetPredictiveScalingForecast returns past forecasts). The last two
+/// days are kept. The ledger is first brought up to date, as for
+/// `/accuracy`.
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/forecast/history",
+    tag = "forecast",
+    params(("group" = String, Path, description = "Auto Scaling group name"), HistoryQuery),
+    responses(
+        (status = 200, body = HistoryResponse),
+        (status = 400, description = "Bad group name, start, end (or a range inverted or over 2 days) or lead", body = ErrorBody),
+        (status = 404, description = "No samples for the group", body = ErrorBody),
+        (status = 503, description = "Storage unavailable", body = ErrorBody),
+    )
+)]
+pub async fn forecast_history(
+    state: web::Data<AppState>,
+    group: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<web::Json<HistoryResponse>, ApiError> {
+    let group = ScalingGroup::parse(&group)?;
+    let bad = |field: &str, message: String| ApiError::BadParameter {
+        field: field.into(),
+        message,
+    };
+    let lead = query.lead.unwrap_or(1);
+    if lead != 1 && usize::from(lead) != HORIZON {
+        return Err(bad("lead", format!("must be 1 or {HORIZON}, got {lead}")));
+    }
+    let start = query
+        .start
+        .as_deref()
+        .map(|t| parse_time("start", t))
+        .transpose()?;
+    let end = query
+        .end
+        .as_deref()
+        .map(|t| parse_time("end", t))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(bad(
+                "start",
+                format!("{} is after end {}", rfc3339(s), rfc3339(e)),
+            ));
+        }
+        if e - s > HISTORY_SPAN {
+            return Err(bad(
+                "end",
+                format!(
+                    "the range is {} s; at most {HISTORY_SPAN} s (2 days) of forecasts are kept",
+                    e - s
+                ),
+            ));
+        }
+    }
+    let ledger = catch_up(&state, &group).await?;
+    let end = end.unwrap_or_else(|| ledger.observed_until.unwrap_or_default());
+    let start = start.unwrap_or(end - DAY);
+    let mut tally = Tally::default();
+    let mut points: Vec<&PastPoint> = ledger
+        .history
+        .iter()
+        .filter(|p| p.lead == lead && (start..=end).contains(&p.ts))
+        .collect();
+    points.sort_by_key(|p| p.ts);
+    for p in &points {
+        tally.add(&Tally::point(p.v[3], [p.v[0], p.v[1], p.v[2]]));
+    }
+    let name = |i: u8| {
+        ledger
+            .models
+            .get(usize::from(i))
+            .map_or_else(String::new, |m| m.name.clone())
+    };
+    Ok(web::Json(HistoryResponse {
+        group: group.to_string(),
+        lead,
+        start: rfc3339(start),
+        end: rfc3339(end),
+        scores: (&tally).into(),
+        points: points
+            .into_iter()
+            .map(|p| PastForecastPoint {
+                timestamp: rfc3339(p.ts),
+                model: name(p.model),
+                p10: p.v[0],
+                p50: p.v[1],
+                p90: p.v[2],
+                actual: p.v[3],
+            })
+            .collect(),
+    }))
 }

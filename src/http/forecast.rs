@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, web};
 use super::types::{ExplanationBody, ForecastPoint, ForecastResponse, StatelessForecastRequest};
 
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
-use crate::app::forecast::{WindowForecast, check_horizon, forecast_window, pick_model};
+use crate::app::forecast::{
+    ModelSpec, WindowForecast, check_horizon, forecast_window, named_model, pick_model,
+};
 use crate::domain::{FEATURE_NAMES, N_MEASURED, rfc3339};
 use crate::ingest::{ValidationError, parse_batch};
 use crate::store::{GridSpec, grid};
@@ -72,6 +74,7 @@ pub(super) fn forecast_response(f: WindowForecast) -> ForecastResponse {
         model,
         served_model: None,
         reason: None,
+        degraded: None,
         step_seconds: step,
         history_end: rfc3339(end),
         points,
@@ -118,7 +121,19 @@ pub async fn stateless_forecast(
                 .ok_or_else(|| ValidationError::new("model", "must be a string"))?,
         ),
     };
-    let model = pick_model(&state, model)?;
+    // A window in a body has no accuracy record: `auto` needs a stored
+    // group; by default the global default candidate serves.
+    let model = match pick_model(&state, model)? {
+        ModelSpec::Fixed(m) => m,
+        ModelSpec::Auto if model.is_some() => {
+            return Err(ValidationError::new(
+                "model",
+                "auto chooses per stored group from its accuracy record; name a model here, or use GET /v1/groups/{group}/forecast",
+            )
+            .into());
+        }
+        ModelSpec::Auto => named_model(&state, state.ledgers.default_candidate())?,
+    };
     let horizon = match field("horizon") {
         None => None,
         Some(v) => Some(

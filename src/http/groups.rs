@@ -10,7 +10,7 @@ use super::types::{
 use super::{ApiError, AppState, ErrorBody, now, read_json, resource};
 use crate::app::AppError;
 use crate::app::accuracy::{forecast_auto, parse_levels};
-use crate::app::forecast::{check_horizon, forecast_group, pick_model};
+use crate::app::forecast::{ModelSpec, check_horizon, forecast_group, pick_model};
 use crate::domain::ScalingGroup;
 use crate::ingest::parse_batch;
 
@@ -116,7 +116,8 @@ pub async fn group_forecast(
 ) -> Result<web::Json<ForecastResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
     let explain = query.explain.unwrap_or(false);
-    if query.model.as_deref() == Some("auto") {
+    let spec = pick_model(&state, query.model.as_deref())?;
+    if let ModelSpec::Auto = spec {
         let horizon = check_horizon(query.horizon)?;
         if explain {
             return Err(AppError::bad(
@@ -136,6 +137,7 @@ pub async fn group_forecast(
         resp.group = Some(group.to_string());
         resp.served_model = Some(auto.served);
         resp.reason = Some(auto.reason.to_owned());
+        resp.degraded = Some(auto.degraded);
         if !levels.is_empty() {
             for (k, p) in resp.points.iter_mut().enumerate() {
                 p.quantiles = Some(
@@ -158,7 +160,9 @@ pub async fn group_forecast(
         )
         .into());
     }
-    let model = pick_model(&state, query.model.as_deref())?;
+    let ModelSpec::Fixed(model) = spec else {
+        unreachable!("auto answered above")
+    };
     let horizon = check_horizon(query.horizon)?;
     let (f, _) = forecast_group(&state, &group, model, horizon, explain).await?;
     let mut resp = forecast_response(f);

@@ -126,7 +126,7 @@ pub async fn group_recommendation(
     query: web::Query<RecommendationQuery>,
 ) -> Result<web::Json<RecommendationResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
-    let model = pick_model(&state, query.model.as_deref())?;
+    let spec = pick_model(&state, query.model.as_deref())?;
     check_limits(query.min, query.max)?;
     if let Some(c) = query.capacity
         && !(1..=MAX_GROUP_SIZE).contains(&c)
@@ -144,7 +144,7 @@ pub async fn group_recommendation(
     };
     let (mut out, _) = decide(
         &state,
-        &model,
+        &spec,
         vec![req],
         &DecisionSettings::default(),
         now(),
@@ -205,6 +205,8 @@ fn response(d: Decision) -> RecommendationResponse {
                 .collect(),
             expected_utilisation: (r.expected_utilisation * 1e4).round() / 1e4,
             stale_data: d.stale,
+            model_reason: d.model_reason.map(str::to_owned),
+            forecast_degraded: d.model_reason.map(|_| d.degraded),
         },
     }
 }
@@ -231,7 +233,7 @@ pub async fn fleet_recommendations(
     state: web::Data<AppState>,
     query: web::Query<FleetQuery>,
 ) -> Result<web::Json<FleetResponse>, ApiError> {
-    let model = pick_model(&state, query.model.as_deref())?;
+    let spec = pick_model(&state, query.model.as_deref())?;
     check_limits(query.min, query.max)?;
     let groups: Vec<ScalingGroup> = match query.groups.as_deref().filter(|s| !s.is_empty()) {
         Some(list) => list
@@ -269,14 +271,7 @@ pub async fn fleet_recommendations(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let names: Vec<String> = requests.iter().map(|r| r.group.to_string()).collect();
-    let (out, stats) = decide(
-        &state,
-        &model,
-        requests,
-        &DecisionSettings::default(),
-        now(),
-    )
-    .await;
+    let (out, stats) = decide(&state, &spec, requests, &DecisionSettings::default(), now()).await;
     let mut recommendations = Vec::with_capacity(out.len());
     let mut errors = Vec::new();
     for (name, r) in names.into_iter().zip(out) {

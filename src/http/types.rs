@@ -78,6 +78,10 @@ pub struct ForecastResponse {
     /// `switched`, `dwell`; see `/v1/groups/{group}/accuracy`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// With `model=auto`: the served model has been worse than naive over
+    /// the last day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<bool>,
     pub step_seconds: i64,
     /// Last step of history the forecast was made from, RFC 3339.
     pub history_end: String,
@@ -136,7 +140,7 @@ pub struct ForecastQuery {
     /// (`bilstm`, `lstm`, `tft`), or `auto` (stored groups only: the
     /// candidate with the best recent accuracy for the group, its
     /// quantiles calibrated to the group's errors; at most 12 steps).
-    /// Default: the service's default model (`bilstm` when it is loaded).
+    /// Default: the service's default model (`auto`).
     pub model: Option<String>,
     /// Steps ahead: 1 to 288 for the baselines, 1 to the model's horizon
     /// (12) for trained models. Default 12.
@@ -183,8 +187,9 @@ pub struct RecommendationQuery {
     /// The group's maximum size (default: its `--group-settings` entry,
     /// else 100).
     pub max: Option<u32>,
-    /// Forecaster whose quantiles the policy reads (default: the
-    /// service's default model).
+    /// Forecaster whose quantiles the policy reads, or `auto` (the
+    /// candidate the group's accuracy ledger chose, calibrated). Default:
+    /// the service's default model (`auto`).
     pub model: Option<String>,
 }
 
@@ -210,6 +215,15 @@ pub struct RecommendationExplanation {
     pub expected_utilisation: f64,
     /// The newest data is older than 3 steps (no scale-in on it).
     pub stale_data: bool,
+    /// With `model=auto`: why `model` served (`no_evidence`, `best`,
+    /// `switched`, `dwell`, or `degraded_fallback`: the chosen model was
+    /// worse than naive over the last day, so the fallback planned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_reason: Option<String>,
+    /// With `model=auto`: the group's chosen model has been worse than
+    /// naive over the last day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_degraded: Option<bool>,
 }
 
 /// The recommended capacity now and the plan for the next steps.
@@ -223,7 +237,7 @@ pub struct RecommendationResponse {
     /// absent for predictive scaling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<u32>,
-    /// The forecaster read.
+    /// The forecaster read (with `auto`, the one that served the group).
     pub model: String,
     pub step_seconds: i64,
     /// Last step of history used, RFC 3339.
@@ -246,7 +260,8 @@ pub struct FleetQuery {
     /// Maximum size applied to every group (default: each group's
     /// `--group-settings` entry, else 100).
     pub max: Option<u32>,
-    /// Forecaster whose quantiles the policy reads.
+    /// Forecaster whose quantiles the policy reads, or `auto` (per group).
+    /// Default: the service's default model (`auto`).
     pub model: Option<String>,
 }
 

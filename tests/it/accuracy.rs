@@ -9,7 +9,7 @@ use actix_web::web;
 use chrono::DateTime;
 use forescale::accuracy::LedgerConfig;
 use forescale::app::AppState;
-use forescale::app::accuracy::{LedgerBook, default_candidates};
+use forescale::app::accuracy::{LedgerBook, OnDegraded, default_candidates};
 use forescale::data::{DatasetSource, load};
 use forescale::forecast::ModelRegistry;
 use forescale::http::create_app;
@@ -30,10 +30,12 @@ fn two_days() -> (Value, i64) {
     (json!({ "samples": samples }), vm.samples[575].timestamp)
 }
 
-/// The fixture's state with these ledgers.
+/// The fixture's state with these ledgers, `auto` the default model (as
+/// the service's default is).
 async fn with_ledgers(f: &Fixture, ledgers: LedgerBook) -> web::Data<AppState> {
     web::Data::new(AppState {
         ledgers,
+        default_model: "auto".into(),
         ..f.app_state().await
     })
 }
@@ -182,6 +184,56 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
         (status, e["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("explain"))
     );
+
+    // Past forecasts against actuals: the served forecasts one step ahead
+    // over the last day, in time order, scored.
+    let (status, h) = get!(&app, "/v1/groups/vm/forecast/history");
+    assert_eq!(status, StatusCode::OK, "{h}");
+    let pts = h["points"].as_array().unwrap();
+    assert!((250..=288).contains(&pts.len()), "{}", pts.len());
+    assert_eq!(h["scores"]["points"].as_u64(), Some(pts.len() as u64));
+    let mut prev = 0;
+    for p in pts {
+        let t = DateTime::parse_from_rfc3339(p["timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert!(t > prev, "{p}");
+        prev = t;
+        assert!(names.contains(&p["model"].as_str().unwrap()), "{p}");
+        assert!(p["p10"].as_f64() <= p["p50"].as_f64() && p["p50"].as_f64() <= p["p90"].as_f64());
+    }
+    assert_eq!(prev, newest - newest.rem_euclid(300));
+    // The horizon's lead, over a given range.
+    let (status, h12) = get!(
+        &app,
+        &format!(
+            "/v1/groups/vm/forecast/history?lead=12&start={}&end={}",
+            prev - 3_600,
+            prev
+        )
+    );
+    assert_eq!(status, StatusCode::OK, "{h12}");
+    assert_eq!(h12["points"].as_array().unwrap().len(), 13, "{h12}");
+    for (query, field) in [
+        ("lead=5", "lead"),
+        ("start=yesterday", "start"),
+        ("end=2026-13-01T00:00:00Z", "end"),
+        (
+            "start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z",
+            "start",
+        ),
+        ("start=2026-01-01T00:00:00Z&end=2026-01-04T00:00:00Z", "end"),
+        ("start=-5&end=0", "start"),
+    ] {
+        let (status, e) = get!(&app, &format!("/v1/groups/vm/forecast/history?{query}"));
+        assert_eq!(
+            (status, e["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{query}: {e}"
+        );
+    }
+    let (status, _) = get!(&app, "/v1/groups/nobody/forecast/history");
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Nothing new: asking again changes nothing.
     let (_, again) = get!(&app, "/v1/groups/vm/accuracy");
@@ -375,4 +427,80 @@ async fn too_little_history_is_a_client_matter() {
     let (status, e) = get!(&app, "/v1/groups/tiny/forecast?model=auto");
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
     assert_eq!(e["error"], "not_enough_history");
+}
+
+/// A group whose served model has been worse than naive over the last day
+/// (seasonal naive on a load without a daily cycle, kept by a margin no
+/// challenger can clear) is degraded: the forecast says so, and planning
+/// does what `--on-degraded` says: by default the fallback (naive) plans,
+/// with `keep` the chosen model plans all the same.
+#[actix_web::test]
+async fn a_degraded_group_is_planned_from_the_fallback() {
+    let f = Fixture::new(Kind::Memory, "accuracy-degraded");
+    let config = LedgerConfig {
+        margin: 0.99,
+        ..LedgerConfig::default()
+    };
+    let book = |on: OnDegraded| {
+        LedgerBook::new(vec!["snaive".into(), "naive".into()], config, None)
+            .unwrap()
+            .with_on_degraded(on)
+    };
+    let body = drifting();
+
+    let state = with_ledgers(&f, book(OnDegraded::default())).await;
+    let app = test::init_service(create_app(state)).await;
+    assert_eq!(post!(&app, "/v1/groups/sick/samples", body), StatusCode::OK);
+    let (status, v) = get!(&app, "/v1/groups/sick/accuracy");
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["served_model"].as_str(), v["degraded"].as_bool()),
+        (Some("snaive"), Some(true)),
+        "{v}"
+    );
+    // The forecast is the chosen model's, flagged.
+    let (status, fc) = get!(&app, "/v1/groups/sick/forecast");
+    assert_eq!(status, StatusCode::OK, "{fc}");
+    assert_eq!(
+        (fc["model"].as_str(), fc["served_model"].as_str()),
+        (Some("auto"), Some("snaive"))
+    );
+    assert_eq!(fc["degraded"], true);
+    // The plan is the fallback's.
+    let (status, r) = get!(&app, "/v1/groups/sick/recommendation?capacity=4");
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["model"], "naive", "{r}");
+    assert_eq!(r["explanation"]["model_reason"], "degraded_fallback");
+    assert_eq!(r["explanation"]["forecast_degraded"], true);
+    // A model named by the request is served as asked, without a verdict.
+    let (_, named) = get!(
+        &app,
+        "/v1/groups/sick/recommendation?capacity=4&model=snaive"
+    );
+    assert_eq!(named["model"], "snaive", "{named}");
+    assert!(
+        named["explanation"].get("model_reason").is_none(),
+        "{named}"
+    );
+
+    // `keep`: the chosen model plans, and the answer says it is degraded.
+    let f2 = Fixture::new(Kind::Memory, "accuracy-degraded-keep");
+    let state = with_ledgers(&f2, book(OnDegraded::Keep)).await;
+    let app = test::init_service(create_app(state)).await;
+    assert_eq!(
+        post!(&app, "/v1/groups/sick/samples", drifting()),
+        StatusCode::OK
+    );
+    let (status, _) = get!(&app, "/v1/groups/sick/accuracy");
+    assert_eq!(status, StatusCode::OK);
+    let (_, r) = get!(&app, "/v1/groups/sick/recommendation?capacity=4");
+    assert_eq!(r["model"], "snaive", "{r}");
+    assert_eq!(
+        (
+            r["explanation"]["model_reason"].as_str(),
+            r["explanation"]["forecast_degraded"].as_bool()
+        ),
+        (Some("best"), Some(true)),
+        "{r}"
+    );
 }
