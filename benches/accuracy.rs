@@ -3,7 +3,8 @@
 //! each observing its newest actual, choosing its model and recording
 //! four candidates' 12-step forecasts. Ledgers are warmed with a week of
 //! 5-minute steps first, so every ring is full. Also prints the size of
-//! one warmed ledger as JSON, what storing it costs.
+//! one warmed ledger stored (postcard, as the service keeps it) and as
+//! JSON, and what writing and reading it costs.
 //!
 //! `candidates_one_step`: what one step of a ledger costs with the real
 //! candidates (the shipped bilstm, mstl, naive, snaive), each forecasting
@@ -94,9 +95,11 @@ fn candidates(c: &mut Criterion) {
 fn bench(c: &mut Criterion) {
     let (one, _) = warmed(1);
     let json = serde_json::to_vec(&one[0]).unwrap();
+    let bin = postcard::to_allocvec(&one[0]).unwrap();
     eprintln!(
-        "one warmed ledger ({} candidates): {} bytes of JSON",
+        "one warmed ledger ({} candidates): {} bytes stored (postcard), {} bytes of JSON",
         CANDIDATES.len(),
+        bin.len(),
         json.len()
     );
 
@@ -123,6 +126,15 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("one_group_from_json", |b| {
         b.iter(|| serde_json::from_slice::<GroupLedger>(&json).unwrap());
+    });
+    g.finish();
+    // The stored form.
+    let mut g = c.benchmark_group("ledger_stored");
+    g.bench_function("one_group_encode", |b| {
+        b.iter(|| postcard::to_allocvec(&one[0]).unwrap());
+    });
+    g.bench_function("one_group_decode", |b| {
+        b.iter(|| postcard::from_bytes::<GroupLedger>(&bin).unwrap());
     });
     g.finish();
 }

@@ -79,6 +79,14 @@ struct Pending {
 /// How far back [`GroupLedger::history`] reaches, seconds.
 pub const HISTORY_SPAN: i64 = 2 * DAY;
 
+/// An hour's points: a new point lands in the newest small bucket, so
+/// adding one to a ledger just read never copies the whole history.
+impl score::Merge for Vec<PastPoint> {
+    fn merge(&mut self, o: &Self) {
+        self.extend_from_slice(o);
+    }
+}
+
 /// A served forecast against its actual, at one lead.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PastPoint {
@@ -190,6 +198,10 @@ pub struct Choice {
     pub as_of: Option<i64>,
 }
 
+fn new_history() -> Ring<Vec<PastPoint>> {
+    Ring::new(HOUR, (HISTORY_SPAN / HOUR) as usize)
+}
+
 /// Every candidate's record for one group and the current choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupLedger {
@@ -207,9 +219,9 @@ pub struct GroupLedger {
     #[serde(default)]
     pub last_origin: Option<i64>,
     /// The served forecasts one step and the whole horizon ahead against
-    /// their actuals, oldest first, over the last [`HISTORY_SPAN`].
-    #[serde(default)]
-    pub history: VecDeque<PastPoint>,
+    /// their actuals, in hourly buckets over the last [`HISTORY_SPAN`].
+    #[serde(default = "new_history")]
+    pub history: Ring<Vec<PastPoint>>,
 }
 
 impl GroupLedger {
@@ -228,7 +240,7 @@ impl GroupLedger {
             last_switch: None,
             observed_until: None,
             last_origin: None,
-            history: VecDeque::new(),
+            history: new_history(),
         }
     }
 
@@ -262,12 +274,13 @@ impl GroupLedger {
                 let c = &p.calibrated;
                 let last = p.scored.len().saturating_sub(1);
                 if p.served && (h == 0 || h == last) {
-                    self.history.push_back(PastPoint {
+                    let point = PastPoint {
                         ts,
                         lead: (h + 1).min(usize::from(u8::MAX)) as u8,
                         model: i.min(usize::from(u8::MAX)) as u8,
                         v: [c.p10[h], c.p50[h], c.p90[h], y].map(cents),
-                    });
+                    };
+                    self.history.add(ts, &vec![point]);
                 }
                 let t = Tally::point(y, [c.p10[h], c.p50[h], c.p90[h]]);
                 m.hourly.add(ts, &t);
@@ -278,13 +291,6 @@ impl GroupLedger {
             }
             m.pending
                 .retain(|p| p.start + p.step * (p.scored.len() as i64 - 1) > ts);
-        }
-        while self
-            .history
-            .front()
-            .is_some_and(|p| p.ts <= ts - HISTORY_SPAN)
-        {
-            self.history.pop_front();
         }
     }
 

@@ -99,6 +99,13 @@ pub struct Ring<T> {
     buckets: VecDeque<(i64, T)>,
 }
 
+impl<T> Ring<T> {
+    /// The buckets' contents, oldest first.
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.buckets.iter().map(|(_, v)| v)
+    }
+}
+
 impl<T: Merge> Ring<T> {
     pub fn new(width: i64, len: usize) -> Self {
         Self {

@@ -3,7 +3,7 @@
 //! does: at each grid step, score what has arrived, choose, and record
 //! every candidate's forecast made from the rows before it. A group seen
 //! for the first time starts a day back; the ledger is kept in memory and,
-//! with the in-process store, in the data folder (one JSON file a group,
+//! with the in-process store, in the data folder (one file a group,
 //! replaced atomically), so it survives a restart.
 
 use std::collections::{BTreeSet, HashMap};
@@ -88,6 +88,9 @@ impl Default for OnDegraded {
 /// How long a replica trusts its copy of a choice kept in Redis (another
 /// replica's worker may have changed it).
 const CHOICE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// First bytes of a stored ledger: the format and its version.
+const LEDGER_MAGIC: &[u8] = b"FSLEDGR1";
 
 /// A choice as read (`None`: no ledger yet), and when.
 type Memo = (std::time::Instant, Option<Arc<Choice>>);
@@ -251,12 +254,28 @@ impl LedgerBook {
         // Group names are printable ASCII without ':'; '/' is the one
         // character a file name cannot hold.
         let name = group.as_str().replace('/', "%2F");
-        dir.join(format!("{name}.json"))
+        dir.join(format!("{name}.ledger"))
     }
 
-    fn decode(bytes: &[u8], from: &str) -> Result<GroupLedger, AppError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| AppError::Internal(format!("reading {from}: {e}")))
+    /// The stored form: [`LEDGER_MAGIC`] then postcard (compact binary;
+    /// about a third of the JSON).
+    fn encode(ledger: &GroupLedger) -> Result<Vec<u8>, AppError> {
+        let mut out = LEDGER_MAGIC.to_vec();
+        postcard::to_io(ledger, &mut out).map_err(|e| AppError::Internal(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Read a stored ledger. One that cannot be read (an older format, a
+    /// damaged file) is dropped with a warning: a ledger is derived from
+    /// the samples, so it is rebuilt (a day back) rather than failing the
+    /// group.
+    fn decode(bytes: &[u8], from: &str) -> Option<GroupLedger> {
+        let r = match bytes.strip_prefix(LEDGER_MAGIC) {
+            Some(body) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            None => Err("not a ledger of this version".to_owned()),
+        };
+        r.map_err(|e| tracing::warn!(from, error = %e, "ledger: unreadable; rebuilding it"))
+            .ok()
     }
 
     async fn get(&self, group: &ScalingGroup) -> Result<Option<GroupLedger>, AppError> {
@@ -270,7 +289,7 @@ impl LedgerBook {
                     .query_async(&mut conn.clone())
                     .await;
                 match r {
-                    Ok(Some(bytes)) => return Self::decode(&bytes, &key).map(Some),
+                    Ok(Some(bytes)) => return Ok(Self::decode(&bytes, &key)),
                     Ok(None) => return Ok(None),
                     Err(e) => {
                         tracing::warn!(error = %e, group = %group, "ledger: redis failed; using the process's copy")
@@ -287,7 +306,7 @@ impl LedgerBook {
         };
         let path = Self::file(dir, group);
         match tokio::fs::read(&path).await {
-            Ok(bytes) => Self::decode(&bytes, &path.display().to_string()).map(Some),
+            Ok(bytes) => Ok(Self::decode(&bytes, &path.display().to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(AppError::Internal(format!(
                 "reading {}: {e}",
@@ -297,13 +316,13 @@ impl LedgerBook {
     }
 
     async fn put(&self, group: &ScalingGroup, ledger: GroupLedger) -> Result<(), AppError> {
-        let encode = || serde_json::to_vec(&ledger).map_err(|e| AppError::Internal(e.to_string()));
+        let encode = || Self::encode(&ledger);
         match &self.keep {
             Keep::Memory => {}
             Keep::Dir(dir) => {
                 let path = Self::file(dir, group);
                 let bytes = encode()?;
-                let tmp = path.with_extension("json.tmp");
+                let tmp = path.with_extension("ledger.tmp");
                 let write = async {
                     tokio::fs::write(&tmp, &bytes).await?;
                     tokio::fs::File::open(&tmp).await?.sync_all().await?;

@@ -268,7 +268,8 @@ pub async fn forecast_history(
     let mut tally = Tally::default();
     let mut points: Vec<&PastPoint> = ledger
         .history
-        .iter()
+        .items()
+        .flatten()
         .filter(|p| p.lead == lead && (start..=end).contains(&p.ts))
         .collect();
     points.sort_by_key(|p| p.ts);

@@ -256,6 +256,18 @@ async fn accuracy_scores_every_candidate_and_survives_a_restart() {
     let (status, after) = get!(&app, "/v1/groups/vm/accuracy");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(after, v);
+
+    // A damaged ledger is rebuilt from the samples (the same replay, so
+    // the same answer), never an error.
+    drop(app);
+    let file = dir.path().join("ledgers").join("vm.ledger");
+    assert!(file.is_file());
+    std::fs::write(&file, b"FSLEDGR1 damaged").unwrap();
+    let state = with_ledgers(&f, book()).await;
+    let app = test::init_service(create_app(state)).await;
+    let (status, rebuilt) = get!(&app, "/v1/groups/vm/accuracy");
+    assert_eq!(status, StatusCode::OK, "{rebuilt}");
+    assert_eq!(rebuilt, v);
 }
 
 /// Two days of a load that moves smoothly with no daily cycle.
