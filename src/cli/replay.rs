@@ -55,6 +55,20 @@ pub struct ReplayArgs {
 }
 
 /// A group name made from a series id: invalid characters become '-'.
+/// A gap after which a new batch starts: the service takes a batch whole
+/// or refuses it, and refuses one whose oldest sample is older than its
+/// retention before the newest (the Google tasks have gaps of two weeks).
+const SPLIT_GAP_SECONDS: i64 = 86_400;
+
+/// `samples` (in time order) in batches of at most `size`, never across a
+/// gap longer than [`SPLIT_GAP_SECONDS`].
+fn batches(samples: &[MetricSample], size: usize) -> Vec<&[MetricSample]> {
+    samples
+        .chunk_by(|a, b| b.timestamp - a.timestamp <= SPLIT_GAP_SECONDS)
+        .flat_map(|run| run.chunks(size.max(1)))
+        .collect()
+}
+
 pub fn group_name(prefix: &str, id: &str) -> anyhow::Result<ScalingGroup> {
     let clean: String = format!("{prefix}{id}")
         .chars()
@@ -131,7 +145,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut jobs: Vec<(ScalingGroup, Vec<MetricSample>)> = Vec::new();
     for s in &chosen {
         let g = group_name(&args.group_prefix, &s.id)?;
-        for chunk in s.samples.chunks(args.batch) {
+        for chunk in batches(&s.samples, args.batch) {
             jobs.push((g.clone(), chunk.to_vec()));
         }
     }
@@ -198,4 +212,26 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         sent as f64 / secs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_never_span_a_long_gap() {
+        let at = |t: i64| MetricSample {
+            timestamp: t,
+            values: [None; crate::domain::N_MEASURED],
+            capacity: None,
+        };
+        let day = SPLIT_GAP_SECONDS;
+        let s: Vec<MetricSample> = [0, 300, 600, 900, 900 + 15 * day, 1_200 + 15 * day]
+            .into_iter()
+            .map(at)
+            .collect();
+        let sizes: Vec<usize> = batches(&s, 3).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [3, 1, 2]);
+        assert_eq!(batches(&s, 3)[2][0].timestamp, 900 + 15 * day);
+    }
 }
