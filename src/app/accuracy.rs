@@ -210,11 +210,7 @@ impl LedgerBook {
         }
         let read = match &self.keep {
             Keep::Redis(conn, prefix) => {
-                let key = format!("{prefix}:choice:{group}");
-                let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn.clone())
-                    .await;
+                let r = redis_get(conn, &format!("{prefix}:choice:{group}")).await;
                 r.map_err(|e| e.to_string()).and_then(|b| {
                     b.map(|b| serde_json::from_slice::<Choice>(&b).map_err(|e| e.to_string()))
                         .transpose()
@@ -284,11 +280,7 @@ impl LedgerBook {
             // only a fallback while Redis is away.
             Keep::Redis(conn, prefix) => {
                 let key = format!("{prefix}:ledger:{group}");
-                let r: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn.clone())
-                    .await;
-                match r {
+                match redis_get(conn, &key).await {
                     Ok(Some(bytes)) => return Ok(Self::decode(&bytes, &key)),
                     Ok(None) => return Ok(None),
                     Err(e) => {
@@ -317,6 +309,7 @@ impl LedgerBook {
 
     async fn put(&self, group: &ScalingGroup, ledger: GroupLedger) -> Result<(), AppError> {
         let encode = || Self::encode(&ledger);
+        let choice = Arc::new(ledger.choice());
         match &self.keep {
             Keep::Memory => {}
             Keep::Dir(dir) => {
@@ -335,7 +328,7 @@ impl LedgerBook {
             // A ledger is derived from stored samples: a failed write loses
             // no data, so it is logged and the process's copy serves.
             Keep::Redis(conn, prefix) => {
-                let choice = serde_json::to_vec(&ledger.choice())
+                let choice_json = serde_json::to_vec(choice.as_ref())
                     .map_err(|e| AppError::Internal(e.to_string()))?;
                 let r: redis::RedisResult<()> = redis::pipe()
                     .cmd("SET")
@@ -344,7 +337,7 @@ impl LedgerBook {
                     .ignore()
                     .cmd("SET")
                     .arg(format!("{prefix}:choice:{group}"))
-                    .arg(choice)
+                    .arg(choice_json)
                     .ignore()
                     .query_async(&mut conn.clone())
                     .await;
@@ -353,13 +346,19 @@ impl LedgerBook {
                 }
             }
         }
-        self.choices.write().insert(
-            group.clone(),
-            (std::time::Instant::now(), Some(Arc::new(ledger.choice()))),
-        );
+        self.choices
+            .write()
+            .insert(group.clone(), (std::time::Instant::now(), Some(choice)));
         self.ledgers.lock().await.insert(group.clone(), ledger);
         Ok(())
     }
+}
+
+async fn redis_get(conn: &ConnectionManager, key: &str) -> redis::RedisResult<Option<Vec<u8>>> {
+    redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn.clone())
+        .await
 }
 
 /// Keep every ledger up to date in the background: after each accepted
@@ -479,14 +478,20 @@ pub async fn forecast_auto(
     let served = serve(state, &ModelSpec::Auto, group, false).await?;
     let (mut f, _) = forecast_group(state, group, served.model.clone(), horizon, false).await?;
     let raw = f.forecast;
+    // Without evidence, the model's own band read as a normal one.
+    let fresh;
+    let calibrator = match &served.calibrator {
+        Some(c) => c,
+        None => {
+            fresh = Calibrator::new(raw.horizon(), 0.0);
+            &fresh
+        }
+    };
     let quantiles = levels
         .iter()
         .map(|l| {
             let q = (0..raw.horizon())
-                .map(|h| match &served.calibrator {
-                    Some(c) => c.quantile(&raw, h, *l),
-                    None => Calibrator::new(raw.horizon(), 0.0).quantile(&raw, h, *l),
-                })
+                .map(|h| calibrator.quantile(&raw, h, *l))
                 .collect();
             (*l, q)
         })
