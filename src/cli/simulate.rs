@@ -17,16 +17,18 @@ pub struct SimulateArgs {
     /// predictive (seasonal-naive forecasts, POLICY_EVAL.md's reference),
     /// predictive-<forecaster> (naive, snaive, or a trained model in
     /// --models-dir, e.g. predictive-bilstm), provision-p<10|50|90>-<forecaster>
-    /// (a fixed action of the learned policy) and rl. `@<n>` sweeps a
+    /// (a fixed action of the learned policy), sla-<forecaster> (the
+    /// chance-constrained planner for an SLA target) and rl. `@<n>` sets a
     /// setting: target utilisation % (target-tracking@40,
-    /// predictive-bilstm@40) or headroom % (provision-p90-bilstm@25); swept
-    /// policies are drawn in frontier.svg. `+guardrails` adds guardrails.
+    /// predictive-bilstm@40), headroom % (provision-p90-bilstm@25) or SLA
+    /// target % (sla-naive@99.9, default 99); swept policies are drawn in
+    /// frontier.svg. `+guardrails` adds guardrails.
     #[arg(
         long,
         alias = "policies",
         env = "FORESCALE_SIM_POLICIES",
         value_delimiter = ',',
-        default_value = "oracle,threshold,target-tracking,predictive,predictive-bilstm"
+        default_value = "oracle,threshold,target-tracking,predictive,predictive-bilstm,sla-naive@99"
     )]
     pub policy: Vec<String>,
     /// `main` (POLICY_EVAL.md's 13 traces), one trace of it by name
@@ -49,6 +51,10 @@ pub struct SimulateArgs {
     #[arg(long, env = "FORESCALE_SIM_SEGMENT", value_enum,
           default_value_t = crate::sim::Segment::Test)]
     pub segment: crate::sim::Segment,
+    /// Step of the `sla-*` planner's offset per missed step, as a share of
+    /// the forecast median (`crate::policy::sla`).
+    #[arg(long, env = "FORESCALE_SIM_SLA_RATE", default_value_t = crate::policy::sla::DEFAULT_RATE)]
+    pub sla_rate: f64,
 }
 
 pub(super) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
@@ -66,6 +72,7 @@ pub(super) fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             ),
             _ => None,
         },
+        sla_rate: args.sla_rate,
     };
     let specs = args
         .policy

@@ -15,7 +15,7 @@
 //! season where one is detected) come from `augurs` ([`statistical`]);
 //! the trained networks from `models/` ([`neural`]).
 
-mod baseline;
+pub mod baseline;
 pub mod bilstm_attention;
 pub mod fast;
 pub mod neural;

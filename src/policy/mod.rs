@@ -10,6 +10,7 @@ pub mod guardrails;
 pub mod recommend;
 pub mod reference;
 pub mod rl;
+pub mod sla;
 pub mod versions;
 
 pub use guardrails::{GroupState, Guard, Guarded, GuardrailSettings, Guardrails};

@@ -179,7 +179,7 @@ impl Policy for TargetTracking {
     }
 }
 
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     let p = x * 100.0;
     if (p - p.round()).abs() < 1e-9 {
         format!("{p:.0}")

@@ -305,14 +305,29 @@ pub struct PolicySpec {
     pub param: Option<f64>,
     /// `provision-p<q>-<forecaster>`: the quantile index provisioned for.
     pub provision: Option<usize>,
+    /// `sla-<forecaster>@<target %>`: the chance-constrained planner's
+    /// target (a share) and offset rate.
+    pub sla: Option<(f64, f64)>,
 }
 
 /// What policy names can refer to: trained forecasters by name and the
 /// trained policy (with the forecaster it was trained on).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalog {
     pub neural: Vec<(String, SimForecaster)>,
     pub rl: Option<RlPolicy>,
+    /// Offset rate of the `sla-*` planner.
+    pub sla_rate: f64,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            neural: Vec::new(),
+            rl: None,
+            sla_rate: crate::policy::sla::DEFAULT_RATE,
+        }
+    }
 }
 
 impl PolicySpec {
@@ -381,6 +396,24 @@ impl PolicySpec {
                 guarded,
                 param: None,
                 provision: None,
+                sla: None,
+            });
+        }
+        if let Some(f) = name
+            .strip_prefix("sla-")
+            .or((name == "sla").then_some("naive"))
+        {
+            let target = param.unwrap_or(crate::policy::sla::DEFAULT_TARGET * 100.0) / 100.0;
+            crate::policy::sla::check_target(target)
+                .map_err(|e| format!("policy {name:?}: target {e}"))?;
+            return Ok(Self {
+                kind: None,
+                rl: None,
+                forecaster: Some(forecaster_named(f)?),
+                guarded,
+                param,
+                provision: None,
+                sla: Some((target, catalog.sla_rate)),
             });
         }
         if let Some(rest) = name.strip_prefix("provision-") {
@@ -399,6 +432,7 @@ impl PolicySpec {
                 guarded,
                 param,
                 provision: Some(quantile),
+                sla: None,
             });
         }
         let (kind, fc) = match name.split_once('-') {
@@ -434,6 +468,7 @@ impl PolicySpec {
             guarded,
             param,
             provision: None,
+            sla: None,
         })
     }
 
@@ -443,6 +478,10 @@ impl PolicySpec {
         let fname = fname.unwrap_or_default();
         let base: Box<dyn Policy + Send> = match (&self.rl, self.kind, self.provision) {
             (Some(rl), ..) => Box::new(rl.clone()),
+            _ if self.sla.is_some() => {
+                let (target, rate) = self.sla.unwrap_or_default();
+                Box::new(crate::policy::sla::SlaPlanner::new(&fname, target, rate))
+            }
             (None, _, Some(quantile)) => Box::new(Provision {
                 quantile,
                 headroom: self.param.unwrap_or(0.0) / 100.0,

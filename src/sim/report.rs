@@ -150,6 +150,158 @@ pub fn markdown_per_trace(scores: &[Scores]) -> String {
     s
 }
 
+/// Whether a policy takes an SLA target (its `@` setting is the target).
+pub fn takes_target(policy: &str) -> bool {
+    policy.starts_with("sla")
+}
+
+/// The cheapest cost / oracle at which a swept reference family reaches
+/// `sla` (mean over traces): linear between neighbouring settings along
+/// the family's curve, the lowest over the segments that cross `sla`, or
+/// its cheapest point above it. None when no setting reaches it.
+pub fn cheapest_at(points: &[(f64, f64, f64)], sla: f64) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    let mut keep = |c: f64| best = Some(best.map_or(c, |b: f64| b.min(c)));
+    for p in points.iter().filter(|p| p.1 >= sla) {
+        keep(p.2);
+    }
+    for w in points.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let (lo, hi) = if a.1 <= b.1 { (a, b) } else { (b, a) };
+        if lo.1 < sla && sla <= hi.1 && hi.1 > lo.1 {
+            let f = (sla - lo.1) / (hi.1 - lo.1);
+            keep(lo.2 + f * (hi.2 - lo.2));
+        }
+    }
+    best
+}
+
+/// A swept family: (family, [(setting, SLA %, cost / oracle)]).
+type Curve = (String, Vec<(f64, f64, f64)>);
+
+/// The swept reference families of the mean aggregate, each sorted by
+/// setting.
+fn reference_families(agg: &[Aggregate]) -> Vec<Curve> {
+    let mut fams: Vec<Curve> = Vec::new();
+    for a in agg.iter().filter(|a| a.stat == "mean") {
+        let Some((f, v)) = family(&a.policy) else {
+            continue;
+        };
+        if takes_target(&f) {
+            continue;
+        }
+        let pt = (v, a.sla_pct, a.cost_vs_oracle);
+        match fams.iter_mut().find(|(n, _)| *n == f) {
+            Some((_, pts)) => pts.push(pt),
+            None => fams.push((f, vec![pt])),
+        }
+    }
+    for (_, pts) in &mut fams {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    fams
+}
+
+/// Per trace: the policy's cost over the cheapest swept reference that
+/// reaches the policy's SLA on that trace (None where none does).
+fn per_trace_ratios(scores: &[Scores], policy: &str) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for s in scores.iter().filter(|s| s.policy == policy) {
+        let on_trace: Vec<Scores> = scores
+            .iter()
+            .filter(|r| r.trace == s.trace)
+            .cloned()
+            .collect();
+        let fams = reference_families(&aggregate(&on_trace));
+        let best = fams
+            .iter()
+            .filter_map(|(_, pts)| cheapest_at(pts, s.sla_pct - 1e-9))
+            .fold(None, |b: Option<f64>, c| Some(b.map_or(c, |b| b.min(c))));
+        out.push(best.map(|c| s.cost_vs_oracle / c));
+    }
+    out
+}
+
+/// POLICY_EVAL.md v2's target table: for each policy run at a target,
+/// the SLA achieved (mean over traces) against it, its cost / oracle,
+/// and the cheapest swept reference reaching the same SLA; then the same
+/// comparison trace by trace. Empty when no policy took a target.
+pub fn markdown_targets(agg: &[Aggregate], scores: &[Scores]) -> String {
+    let fams = reference_families(agg);
+    let rows: Vec<&Aggregate> = agg
+        .iter()
+        .filter(|a| a.stat == "mean" && takes_target(&a.policy))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "| policy | target % | achieved SLA % | off target (points) | cost / oracle | \
+         cheapest swept reference at that SLA | its cost / oracle | policy / reference |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for a in rows {
+        let Some((_, target)) = family(&a.policy) else {
+            continue;
+        };
+        let best = fams
+            .iter()
+            .filter_map(|(f, pts)| cheapest_at(pts, a.sla_pct).map(|c| (f, c)))
+            .min_by(|x, y| x.1.total_cmp(&y.1));
+        let (name, cost, ratio) = match best {
+            Some((f, c)) => (
+                f.clone(),
+                format!("{c:.3}"),
+                format!("{:.3}", a.cost_vs_oracle / c),
+            ),
+            None if fams.is_empty() => ("(none swept)".into(), "-".into(), "-".into()),
+            None => ("none reaches it".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {target} | {:.2} | {:+.2} | {:.3} | {name} | {cost} | {ratio} |",
+            a.policy,
+            a.sla_pct,
+            a.sla_pct - target,
+            a.cost_vs_oracle,
+        );
+    }
+    if fams.is_empty() {
+        return s;
+    }
+    s.push_str(
+        "\nTrace by trace: the policy's cost over the cheapest swept reference reaching \
+         the policy's SLA on that trace.\n\n\
+         | policy | traces | 10 % or more cheaper | within 10 % | dearer by over 10 % | \
+         no reference reaches it | median ratio |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for a in agg
+        .iter()
+        .filter(|a| a.stat == "mean" && takes_target(&a.policy))
+    {
+        let r = per_trace_ratios(scores, &a.policy);
+        let known: Vec<f64> = r.iter().flatten().copied().collect();
+        let count = |f: &dyn Fn(f64) -> bool| known.iter().filter(|x| f(**x)).count();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            a.policy,
+            r.len(),
+            count(&|x| x <= 0.9),
+            count(&|x| x > 0.9 && x <= 1.1),
+            count(&|x| x > 1.1),
+            r.len() - known.len(),
+            if known.is_empty() {
+                "-".into()
+            } else {
+                format!("{:.3}", median(&known))
+            }
+        );
+    }
+    s
+}
+
 /// `scores.csv` (per trace), `summary.csv` (aggregates) and `report.md`.
 pub fn write(
     out: &Path,
@@ -162,9 +314,9 @@ pub fn write(
     write_csv(&out.join("scores.csv"), scores)?;
     write_csv(&out.join("summary.csv"), agg)?;
     let md = format!(
-        "# Scaling-policy benchmark (POLICY_EVAL.md v1.1)\n\n\
+        "# Scaling-policy benchmark (POLICY_EVAL.md v2)\n\n\
          Made by `{command}`. {} segments only; cost / oracle is per trace, then \
-         aggregated.\n\n## Mean over traces\n\n{}\n## Median over traces\n\n{}\n\
+         aggregated.\n\n## Mean over traces\n\n{}\n## Median over traces\n\n{}\n{}\
          ## Per trace (cost / oracle / SLA %)\n\n{}",
         match segment {
             super::Segment::Test => "Test",
@@ -172,6 +324,14 @@ pub fn write(
         },
         markdown_summary(agg, "mean"),
         markdown_summary(agg, "median"),
+        match markdown_targets(agg, scores) {
+            t if t.is_empty() => String::new(),
+            t => format!(
+                "## SLA targets (mean over traces)\n\nThe cheapest swept reference is \
+                 read off each swept family's curve at the SLA the policy achieved \
+                 (linear between settings).\n\n{t}\n"
+            ),
+        },
         markdown_per_trace(scores)
     );
     std::fs::write(out.join("report.md"), md).with_context(|| out.display().to_string())?;
@@ -400,6 +560,18 @@ mod tests {
             Some(("provision-p90-bilstm".into(), 12.5))
         );
         assert_eq!(family("rl+guardrails"), None);
+    }
+
+    #[test]
+    fn the_cheapest_reference_is_read_off_the_curve_at_the_same_sla() {
+        // (setting, SLA %, cost): 98 % at 1.5, 99 % at 1.7, 99.5 % at 2.1.
+        let pts = [(60.0, 98.0, 1.5), (50.0, 99.0, 1.7), (40.0, 99.5, 2.1)];
+        assert!((cheapest_at(&pts, 98.5).unwrap() - 1.6).abs() < 1e-9);
+        assert_eq!(cheapest_at(&pts, 99.0), Some(1.7));
+        assert_eq!(cheapest_at(&pts, 99.9), None);
+        // A non-monotone curve: a cheaper setting above the SLA wins.
+        let pts = [(0.0, 97.0, 1.2), (10.0, 99.2, 1.4), (20.0, 99.1, 1.9)];
+        assert!((cheapest_at(&pts, 99.0).unwrap() - (1.2 + 2.0 / 2.2 * 0.2)).abs() < 1e-9);
     }
 
     #[test]

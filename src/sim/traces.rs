@@ -45,6 +45,29 @@ pub const MAIN_SET: [&str; 13] = [
     "nab-asg_misconfiguration",
 ];
 
+/// The transfer set of POLICY_EVAL.md v2: no policy trains on these
+/// sources (NAB's EC2 instances and Azure v1's VMs).
+pub const TRANSFER_SET: [&str; 18] = [
+    "nab-ec2-24ae8d",
+    "nab-ec2-53ea38",
+    "nab-ec2-5f5533",
+    "nab-ec2-77c1ca",
+    "nab-ec2-825cc2",
+    "nab-ec2-ac20cd",
+    "nab-ec2-c6585a",
+    "nab-ec2-fe7f93",
+    "az-svc1",
+    "az-svc2",
+    "az-svc3",
+    "az-svc4",
+    "az-svc5",
+    "az-svc6",
+    "az-svc7",
+    "az-svc8",
+    "az-svc9",
+    "az-svc10",
+];
+
 /// One demand trace on the 5-minute grid.
 #[derive(Debug, Clone)]
 pub struct Trace {
@@ -305,8 +328,50 @@ fn nab(root: &Path, id: &str, file: &str) -> anyhow::Result<Trace> {
     Trace::from_points(id, pts)
 }
 
-/// One trace of the main set by name.
+/// `az-svc<k>`: Azure v1's VM columns `10(k-1)+1 ..= 10k` (file order),
+/// load = the sum of their CPU %, row i = step i.
+fn azure_service(root: &Path, k: usize) -> anyhow::Result<Trace> {
+    let path = root.join("azure-v1-cpu").join("cpu_avg_pct.csv");
+    let c = Csv::read(&path)?;
+    let vms: Vec<&String> = c.headers.iter().filter(|h| h.starts_with("vm_")).collect();
+    let block = vms
+        .get((k - 1) * 10..k * 10)
+        .ok_or_else(|| anyhow!("{}: fewer than {} VM columns", path.display(), k * 10))?;
+    let mut x = vec![0.0; c.rows.len()];
+    for vm in block {
+        for (xi, v) in x.iter_mut().zip(c.f64s(vm)?) {
+            // A missing reading adds nothing (the grid would interpolate
+            // one series; a sum has no single neighbour to use).
+            if v.is_finite() {
+                *xi += v;
+            }
+        }
+    }
+    Trace::from_grid(&format!("az-svc{k}"), 0, x)
+}
+
+/// One trace of the main or transfer set by name.
 pub fn load_named(root: &Path, name: &str) -> anyhow::Result<Trace> {
+    if let Some(k) = name.strip_prefix("az-svc") {
+        let k: usize = k.parse().map_err(|_| anyhow!("unknown trace {name:?}"))?;
+        if !(1..=10).contains(&k) {
+            bail!("unknown trace {name:?} (az-svc1..10)");
+        }
+        return azure_service(root, k);
+    }
+    if let Some(id) = name.strip_prefix("nab-ec2-") {
+        if !TRANSFER_SET.contains(&name) {
+            bail!(
+                "unknown trace {name:?}; NAB's EC2 traces are {}",
+                TRANSFER_SET[..8].join(", ")
+            );
+        }
+        return nab(
+            root,
+            name,
+            &format!("realAWSCloudwatch/ec2_cpu_utilization_{id}.csv"),
+        );
+    }
     if let Some(k) = name.strip_prefix("bb-aug-svc") {
         let k: usize = k.parse().map_err(|_| anyhow!("unknown trace {name:?}"))?;
         if !(1..=8).contains(&k) {
@@ -336,9 +401,10 @@ pub fn load_named(root: &Path, name: &str) -> anyhow::Result<Trace> {
             "realKnownCause/cpu_utilization_asg_misconfiguration.csv",
         ),
         _ => bail!(
-            "unknown trace {name:?}; the main set is {}, or give a CSV file with \
-             columns timestamp,value",
-            MAIN_SET.join(", ")
+            "unknown trace {name:?}; the main set is {}, the transfer set {}, or give a \
+             CSV file with columns timestamp,value",
+            MAIN_SET.join(", "),
+            TRANSFER_SET.join(", ")
         ),
     }
 }
@@ -384,10 +450,13 @@ fn parse_timestamp(s: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp())
 }
 
-/// `main` (the 13 traces), a trace name, or a CSV file.
+/// `main` (the 13 traces), `transfer` (the 18 of v2), a trace name, or a
+/// CSV file.
 pub fn load_spec(root: &Path, spec: &str) -> anyhow::Result<Vec<Trace>> {
-    if spec == "main" {
-        return MAIN_SET.iter().map(|n| load_named(root, n)).collect();
+    match spec {
+        "main" => return MAIN_SET.iter().map(|n| load_named(root, n)).collect(),
+        "transfer" => return TRANSFER_SET.iter().map(|n| load_named(root, n)).collect(),
+        _ => {}
     }
     let p = Path::new(spec);
     if p.is_file() {
