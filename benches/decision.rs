@@ -133,6 +133,7 @@ fn one_group(c: &mut Criterion) {
         .collect();
     let settings = DecisionSettings::default();
     let s = Situation {
+        over_sla: &[],
         history: &history,
         forecast: &forecast,
         capacity_now: 10,

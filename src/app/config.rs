@@ -163,6 +163,13 @@ pub struct ServiceConfig {
     #[arg(long, env = "FORESCALE_PLANNER", value_enum,
           default_value_t = super::control::Planner::ForecastAtTarget)]
     pub planner: super::control::Planner,
+    /// What decides capacity in recommendations, the fleet cycle and the
+    /// control loop's `policy` planner: `sla` (provision for the group's
+    /// SLA target, `sla_target` in --group-settings, default 0.99) or `rl`
+    /// (the trained policy in --models-dir/policy; predictive scaling
+    /// without one).
+    #[arg(long, env = "FORESCALE_SCALING_POLICY", value_enum, default_value_t = ScalingPolicy::Sla)]
+    pub scaling_policy: ScalingPolicy,
     /// Pull metrics from CloudWatch for the managed groups (off: metrics
     /// are pushed over HTTP).
     #[arg(long, env = "FORESCALE_CLOUDWATCH_PULL", default_value_t = true,
@@ -464,7 +471,11 @@ impl ServiceConfig {
             tracing::info!(forecaster = %p.config.forecaster, version = p.config.version, "loaded scaling policy");
             Some(p)
         } else {
-            tracing::info!("no trained scaling policy; recommendations use predictive scaling");
+            if self.scaling_policy == ScalingPolicy::Rl {
+                tracing::warn!(
+                    "--scaling-policy rl but no trained policy; recommendations use predictive scaling"
+                );
+            }
             None
         };
         let group_settings = match &self.group_settings {
@@ -500,7 +511,8 @@ impl ServiceConfig {
         Ok(AppState {
             ledgers,
             group_settings: std::sync::Arc::new(group_settings),
-            policy: crate::policy::rl::LivePolicy::new(policy),
+            policy: crate::policy::rl::LivePolicy::new(policy)
+                .serving_rl(self.scaling_policy == ScalingPolicy::Rl),
             tokens,
             actuator,
             cache,
@@ -523,6 +535,15 @@ pub fn redact(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
     }
+}
+
+/// What decides capacity (`--scaling-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScalingPolicy {
+    /// The chance-constrained planner for each group's SLA target.
+    Sla,
+    /// The trained policy (models/policy).
+    Rl,
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ struct Pending {
     served: Served,
     window: MetricWindow,
     capacity_now: u32,
+    /// For the SLA planner: the load per step over its longer past, and
+    /// whether each step was over the SLA's utilisation.
+    sla_past: Option<(Vec<f64>, Vec<bool>)>,
     /// Set once the forecast is known.
     forecast: Option<QuantileForecast>,
     /// Cache miss: the key and input to encode.
@@ -132,14 +135,30 @@ pub async fn decide(
         ..CycleStats::default()
     };
     let h = settings.plan_steps;
+    let decider = match (state.policy.serves_rl(), state.policy.get()) {
+        (false, _) => Decider::Sla,
+        (true, Some(p)) => Decider::Rl(p),
+        (true, None) => Decider::Predictive,
+    };
+    let sla = matches!(decider, Decider::Sla);
 
     // 1. The model serving each group, and its window.
     let t = Instant::now();
     let read: Vec<_> = stream::iter(requests)
         .map(|req| async move {
             let served = serve(state, spec, &req.group, true).await;
+            // The SLA planner calibrates on a longer past than most models
+            // read; the model gets its own lookback's tail (`sla_past`).
             let w = match &served {
-                Ok(s) => state.store.window(&req.group, s.model.lookback(h)).await,
+                Ok(s) => {
+                    let n = s.model.lookback(h);
+                    let n = if sla {
+                        n.max(crate::policy::sla::HISTORY)
+                    } else {
+                        n
+                    };
+                    state.store.window(&req.group, n).await
+                }
                 Err(_) => Ok(None),
             };
             (req, served, w)
@@ -152,13 +171,21 @@ pub async fn decide(
         .into_iter()
         .map(|(req, served, w)| {
             let served = served?;
-            let window = w?.ok_or_else(|| AppError::GroupNotFound(req.group.to_string()))?;
+            let mut window = w?.ok_or_else(|| AppError::GroupNotFound(req.group.to_string()))?;
             let capacity_now = resolve_capacity(req.capacity, &window)?;
+            let sla_past = sla.then(|| {
+                let past = sla_past(&window, capacity_now);
+                let keep = served.model.lookback(h);
+                let cut = window.rows.len().saturating_sub(keep);
+                window.rows.drain(..cut);
+                past
+            });
             Ok(Pending {
                 req,
                 served,
                 window,
                 capacity_now,
+                sla_past,
                 forecast: None,
                 miss: None,
             })
@@ -234,10 +261,6 @@ pub async fn decide(
 
     // 3. The policy and guardrails, per group.
     let t = Instant::now();
-    let decider = match state.policy.get() {
-        Some(p) => Decider::Rl(p),
-        None => Decider::Predictive,
-    };
     let settings2 = settings.clone();
     let decide_all = move || -> Vec<Result<Decision, AppError>> {
         let one = |c: Vec<Result<Pending, AppError>>| decide_chunk(&decider, &settings2, now, c);
@@ -296,6 +319,23 @@ fn failed(n: usize, why: &str) -> Vec<Result<Decision, AppError>> {
     (0..n).map(|_| Err(AppError::model(why))).collect()
 }
 
+/// Load per step (instances: CPU % of each step's capacity, else of the
+/// capacity now) and whether utilisation was over the SLA's 90 %.
+fn sla_past(window: &MetricWindow, capacity_now: u32) -> (Vec<f64>, Vec<bool>) {
+    let cap = f64::from(capacity_now);
+    window
+        .rows
+        .iter()
+        .map(|r| {
+            let u = f64::from(r.target());
+            (
+                u / 100.0 * r.capacity.map_or(cap, f64::from),
+                u > crate::policy::SLA_UTILISATION * 100.0 + 1e-9,
+            )
+        })
+        .unzip()
+}
+
 /// The capacity in service: the one given, else the newest in the data.
 fn resolve_capacity(given: Option<u32>, window: &MetricWindow) -> Result<u32, AppError> {
     match given {
@@ -332,6 +372,7 @@ struct Prepared {
     stale: bool,
     forecast: QuantileForecast,
     history: Vec<f64>,
+    over_sla: Vec<bool>,
     quantiles: Vec<[f32; 3]>,
     guardrails: Option<GuardrailSettings>,
 }
@@ -344,11 +385,17 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError>
     let end = window.end().unwrap_or_default();
     let step = window.step;
     let cap = f64::from(p.capacity_now);
-    let history: Vec<f64> = window
-        .rows
-        .iter()
-        .map(|r| f64::from(r.target()) / 100.0 * r.capacity.map_or(cap, f64::from))
-        .collect();
+    let (history, over_sla) = match p.sla_past {
+        Some(past) => past,
+        None => (
+            window
+                .rows
+                .iter()
+                .map(|r| f64::from(r.target()) / 100.0 * r.capacity.map_or(cap, f64::from))
+                .collect(),
+            Vec::new(),
+        ),
+    };
     let u = |x: f32| (f64::from(x.max(0.0)) / 100.0 * cap) as f32;
     let quantiles: Vec<[f32; 3]> = (0..forecast.horizon())
         .map(|k| [u(forecast.p10[k]), u(forecast.p50[k]), u(forecast.p90[k])])
@@ -365,6 +412,7 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError>
         stale: now - end > stale_steps * step,
         forecast,
         history,
+        over_sla,
         quantiles,
     })
 }
@@ -390,6 +438,7 @@ fn decide_chunk(
             capacity_now: p.capacity_now,
             stale: p.stale,
             guardrails: p.guardrails.as_ref().unwrap_or(&settings.guardrails),
+            over_sla: &p.over_sla,
         })
         .collect();
     let mut recs = recommend_many(decider, &situations).into_iter();

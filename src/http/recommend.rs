@@ -62,11 +62,13 @@ fn group_guardrails(
     group: &ScalingGroup,
     min: Option<u32>,
     max: Option<u32>,
+    sla_target: Option<f64>,
 ) -> Result<GuardrailSettings, ApiError> {
     let base = state.guardrails(group);
     let g = GuardrailSettings {
         min: min.unwrap_or(base.min),
         max: max.unwrap_or(base.max),
+        sla_target: sla_target.unwrap_or(base.sla_target),
         ..base
     };
     if g.min > g.max {
@@ -99,9 +101,10 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
 
 /// The capacity to run now and for the next hour.
 ///
-/// The trained scaling policy (or, without one, AWS-style predictive
-/// scaling) reads the group's forecast quantiles and recent load; the
-/// guardrails then apply (min/max, step limits, emergency scale-out, no
+/// The SLA planner provisions for the quantile of the group's recent
+/// forecast errors that meets its SLA target over the launch delay
+/// (`--scaling-policy rl`: the trained scaling policy reads the forecast
+/// quantiles instead); the guardrails then apply (min/max, step limits, emergency scale-out, no
 /// scale-in on stale data). Load is CPU utilisation times capacity: one
 /// instance at 100 % is one unit.
 #[utoipa::path(
@@ -114,7 +117,7 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ),
     responses(
         (status = 200, body = RecommendationResponse),
-        (status = 400, description = "Bad group name, model, capacity, min or max", body = ErrorBody),
+        (status = 400, description = "Bad group name, model, capacity, min, max or sla_target", body = ErrorBody),
         (status = 404, description = "No samples for the group", body = ErrorBody),
         (status = 422, description = "Too little history", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
@@ -127,7 +130,7 @@ pub async fn group_recommendation(
 ) -> Result<web::Json<RecommendationResponse>, ApiError> {
     let group = ScalingGroup::parse(&group)?;
     let spec = pick_model(&state, query.model.as_deref())?;
-    check_limits(query.min, query.max)?;
+    check_limits(query.min, query.max, query.sla_target)?;
     if let Some(c) = query.capacity
         && !(1..=MAX_GROUP_SIZE).contains(&c)
     {
@@ -136,7 +139,13 @@ pub async fn group_recommendation(
             format!("must be from 1 to {MAX_GROUP_SIZE}"),
         ));
     }
-    let guardrails = Some(group_guardrails(&state, &group, query.min, query.max)?);
+    let guardrails = Some(group_guardrails(
+        &state,
+        &group,
+        query.min,
+        query.max,
+        query.sla_target,
+    )?);
     let req = GroupRequest {
         group,
         capacity: query.capacity,
@@ -157,7 +166,14 @@ pub async fn group_recommendation(
 }
 
 /// The query's min and max, checked before any group's settings apply.
-fn check_limits(min: Option<u32>, max: Option<u32>) -> Result<(), ApiError> {
+fn check_limits(
+    min: Option<u32>,
+    max: Option<u32>,
+    sla_target: Option<f64>,
+) -> Result<(), ApiError> {
+    if let Some(t) = sla_target {
+        crate::policy::sla::check_target(t).map_err(|e| bad("sla_target", e))?;
+    }
     let min = min.unwrap_or(1);
     let max = max.unwrap_or(100);
     if !(1..=MAX_GROUP_SIZE).contains(&max) {
@@ -207,6 +223,12 @@ fn response(d: Decision) -> RecommendationResponse {
             stale_data: d.stale,
             model_reason: d.model_reason.map(str::to_owned),
             forecast_degraded: d.model_reason.map(|_| d.degraded),
+            sla_target: r.sla.map(|s| s.target),
+            provisioned_quantile: r.sla.map(|s| (s.quantile * 1e4).round() / 1e4),
+            achieved_sla: r
+                .sla
+                .and_then(|s| s.achieved_recent)
+                .map(|a| (a * 1e4).round() / 1e4),
         },
     }
 }
@@ -225,7 +247,7 @@ fn response(d: Decision) -> RecommendationResponse {
     params(FleetQuery),
     responses(
         (status = 200, body = FleetResponse),
-        (status = 400, description = "Bad group name, model, min or max", body = ErrorBody),
+        (status = 400, description = "Bad group name, model, min, max or sla_target", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     )
 )]
@@ -234,7 +256,7 @@ pub async fn fleet_recommendations(
     query: web::Query<FleetQuery>,
 ) -> Result<web::Json<FleetResponse>, ApiError> {
     let spec = pick_model(&state, query.model.as_deref())?;
-    check_limits(query.min, query.max)?;
+    check_limits(query.min, query.max, query.sla_target)?;
     let groups: Vec<ScalingGroup> = match query.groups.as_deref().filter(|s| !s.is_empty()) {
         Some(list) => list
             .split(',')
@@ -262,7 +284,13 @@ pub async fn fleet_recommendations(
     let requests = groups
         .into_iter()
         .map(|group| {
-            let guardrails = Some(group_guardrails(&state, &group, query.min, query.max)?);
+            let guardrails = Some(group_guardrails(
+                &state,
+                &group,
+                query.min,
+                query.max,
+                query.sla_target,
+            )?);
             Ok(GroupRequest {
                 group,
                 capacity: None,

@@ -191,6 +191,10 @@ pub struct RecommendationQuery {
     /// candidate the group's accuracy ledger chose, calibrated). Default:
     /// the service's default model (`auto`).
     pub model: Option<String>,
+    /// SLA target: the share of 5-minute steps with utilisation at or
+    /// under 90 %, from 0.5 to 0.999 (default: the group's
+    /// `--group-settings` entry, else 0.99).
+    pub sla_target: Option<f64>,
 }
 
 /// One planned step.
@@ -224,13 +228,27 @@ pub struct RecommendationExplanation {
     /// naive over the last day.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast_degraded: Option<bool>,
+    /// With the SLA planner (policy `sla`): the target it provisions for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sla_target: Option<f64>,
+    /// With the SLA planner: the quantile of the group's recent forecast
+    /// errors provisioned for (the target, moved by the service level the
+    /// group achieved; above 1 is past the largest error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioned_quantile: Option<f64>,
+    /// With the SLA planner: share of the recent steps (up to two days)
+    /// within the SLA, measured from the group's utilisation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub achieved_sla: Option<f64>,
 }
 
 /// The recommended capacity now and the plan for the next steps.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecommendationResponse {
     pub group: String,
-    /// `rl` (the trained policy) or `predictive` (when none is shipped).
+    /// `sla` (the chance-constrained planner for the group's SLA target,
+    /// the default), `rl` (the trained policy, `--scaling-policy rl`) or
+    /// `predictive` (`rl` asked for but none is shipped).
     pub policy: String,
     /// Version of the trained policy that decided (`models/policy`'s
     /// `policy.json`; one more at each promotion by `forescale retrain`);
@@ -263,6 +281,9 @@ pub struct FleetQuery {
     /// Forecaster whose quantiles the policy reads, or `auto` (per group).
     /// Default: the service's default model (`auto`).
     pub model: Option<String>,
+    /// SLA target applied to every group, 0.5 to 0.999 (default: each
+    /// group's `--group-settings` entry, else 0.99).
+    pub sla_target: Option<f64>,
 }
 
 /// A group the cycle could not decide for.

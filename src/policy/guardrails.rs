@@ -39,6 +39,10 @@ pub struct GuardrailSettings {
     pub emergency_utilisation: f64,
     /// Utilisation an emergency scale-out sizes for.
     pub emergency_target: f64,
+    /// The service level the group must reach: the share of 5-minute
+    /// steps with utilisation at or under 90 %, from 0.5 to 0.999. The SLA
+    /// planner provisions for it.
+    pub sla_target: f64,
 }
 
 impl Default for GuardrailSettings {
@@ -51,6 +55,7 @@ impl Default for GuardrailSettings {
             scale_in_cooldown_steps: 3,
             emergency_utilisation: 0.85,
             emergency_target: 0.6,
+            sla_target: super::sla::DEFAULT_TARGET,
         }
     }
 }
@@ -74,6 +79,7 @@ impl GuardrailSettings {
         if self.emergency_utilisation.is_nan() || self.emergency_utilisation <= 0.0 {
             return Err("emergency_utilisation must be positive".into());
         }
+        super::sla::check_target(self.sla_target).map_err(|e| format!("sla_target: {e}"))?;
         Ok(())
     }
 }
@@ -359,5 +365,14 @@ mod tests {
             .is_err()
         );
         assert!(GuardrailSettings::default().validate().is_ok());
+        // An SLA target the planner does not support refuses the file,
+        // naming the group and the field.
+        for bad in ["1.0", "0.3"] {
+            let e = parse_group_settings(&format!(r#"{{"web": {{"sla_target": {bad}}}}}"#))
+                .unwrap_err();
+            assert!(e.contains("\"web\"") && e.contains("sla_target"), "{e}");
+        }
+        let ok = parse_group_settings(r#"{"web": {"sla_target": 0.999}}"#).unwrap();
+        assert_eq!(ok.values().next().map(|s| s.sla_target), Some(0.999));
     }
 }

@@ -6,11 +6,15 @@ use serde::Serialize;
 use super::guardrails::{GroupState, Guard, GuardrailSettings, Guardrails};
 use super::reference::Predictive;
 use super::rl::RlPolicy;
+use super::sla::SlaPlanner;
 use super::{Observation, Policy};
 
 /// Which policy decides.
 #[derive(Debug, Clone)]
 pub enum Decider {
+    /// The chance-constrained planner for the group's SLA target
+    /// ([`super::sla`]), the default.
+    Sla,
     /// The trained policy.
     Rl(RlPolicy),
     /// AWS-style predictive: forecast p50 at 50 %, never under target
@@ -21,6 +25,7 @@ pub enum Decider {
 impl Decider {
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Sla => "sla",
             Self::Rl(_) => "rl",
             Self::Predictive => "predictive",
         }
@@ -30,7 +35,7 @@ impl Decider {
     pub fn version(&self) -> Option<u32> {
         match self {
             Self::Rl(p) => Some(p.config.version),
-            Self::Predictive => None,
+            Self::Sla | Self::Predictive => None,
         }
     }
 }
@@ -47,8 +52,26 @@ pub struct Situation<'a> {
     pub capacity_now: u32,
     /// The newest data is too old to scale in on.
     pub stale: bool,
-    /// The group's guardrails (its configured settings, or the cycle's).
+    /// The group's guardrails (its configured settings, or the cycle's),
+    /// with its SLA target.
     pub guardrails: &'a GuardrailSettings,
+    /// Per past step (aligned with `history`): utilisation was over the
+    /// SLA's 90 %.
+    pub over_sla: &'a [bool],
+}
+
+/// What the SLA planner provisioned for.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SlaExplanation {
+    /// The group's target: the share of steps with utilisation at or
+    /// under 90 %.
+    pub target: f64,
+    /// The quantile of the group's recent forecast errors provisioned
+    /// for (the target, moved by the service level achieved).
+    pub quantile: f64,
+    /// Share of the recent steps (up to two days) within the SLA (None
+    /// without data).
+    pub achieved_recent: Option<f64>,
 }
 
 /// What to run now and next.
@@ -69,6 +92,8 @@ pub struct Recommendation {
     pub expected_utilisation: f64,
     /// Desired capacity for each forecast step.
     pub plan: Vec<u32>,
+    /// With the SLA planner: its target and the quantile provisioned for.
+    pub sla: Option<SlaExplanation>,
 }
 
 fn observation<'a>(
@@ -92,7 +117,17 @@ fn observation<'a>(
 /// the plan is clamped to min and max.
 pub fn recommend(decider: &Decider, s: &Situation) -> Recommendation {
     let settings = s.guardrails;
+    let mut sla = None;
     let mut policy: Box<dyn Policy> = match decider {
+        Decider::Sla => {
+            let p = SlaPlanner::warmed(settings.sla_target, s.history, s.over_sla);
+            sla = Some(SlaExplanation {
+                target: settings.sla_target,
+                quantile: p.level(),
+                achieved_recent: p.achieved(),
+            });
+            Box::new(p)
+        }
         Decider::Rl(p) => Box::new(p.clone()),
         Decider::Predictive => Box::new(Predictive::default()),
     };
@@ -130,6 +165,7 @@ pub fn recommend(decider: &Decider, s: &Situation) -> Recommendation {
         guardrails_fired: fired,
         expected_utilisation: next / f64::from(desired_now.max(1)),
         plan,
+        sla,
     }
 }
 
@@ -181,6 +217,7 @@ pub fn recommend_many(decider: &Decider, situations: &[Situation]) -> Vec<Recomm
             guardrails_fired: fired,
             expected_utilisation: next / f64::from(desired_now.max(1)),
             plan,
+            sla: None,
         });
         hists.push(s.history.to_vec());
     }
@@ -231,6 +268,7 @@ mod tests {
         let hist = [4.0, 4.0, 5.0];
         let fc: Vec<[f32; 3]> = (0..6).map(|k| [4.0, 5.0 + k as f32, 8.0]).collect();
         let s = Situation {
+            over_sla: &[],
             history: &hist,
             forecast: &fc,
             capacity_now: 10,
@@ -252,6 +290,7 @@ mod tests {
         let hist = [1.0];
         let fc = [[0.5, 0.5, 0.5]; 3];
         let s = Situation {
+            over_sla: &[],
             history: &hist,
             forecast: &fc,
             capacity_now: 10,
@@ -306,6 +345,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (h, f, c, st))| Situation {
+                over_sla: &[],
                 history: h,
                 forecast: f,
                 capacity_now: *c,

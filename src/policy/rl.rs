@@ -372,11 +372,23 @@ impl RlPolicy {
 /// the background retrain); cloning an [`RlPolicy`] out of it is cheap
 /// (the actor's weights are shared).
 #[derive(Debug, Clone, Default)]
-pub struct LivePolicy(std::sync::Arc<parking_lot::RwLock<Option<RlPolicy>>>);
+pub struct LivePolicy(std::sync::Arc<parking_lot::RwLock<Option<RlPolicy>>>, bool);
 
 impl LivePolicy {
     pub fn new(policy: Option<RlPolicy>) -> Self {
-        Self(std::sync::Arc::new(parking_lot::RwLock::new(policy)))
+        Self(std::sync::Arc::new(parking_lot::RwLock::new(policy)), false)
+    }
+
+    /// Whether decisions come from the trained policy (`--scaling-policy
+    /// rl`) rather than the SLA planner.
+    pub fn serving_rl(mut self, yes: bool) -> Self {
+        self.1 = yes;
+        self
+    }
+
+    /// Whether decisions come from the trained policy.
+    pub fn serves_rl(&self) -> bool {
+        self.1
     }
 
     /// The policy serving now.

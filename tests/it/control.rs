@@ -183,6 +183,31 @@ async fn the_policy_planner_writes_the_decision_stages_plan() {
         "{:?}",
         ticks[0].plan
     );
+
+    // The SLA planner (the service's default policy) plans for the
+    // group's target from its settings. Two hours of history are too few
+    // errors to read a quantile: the median +50 %, 3.2 x 1.5 = 4.8 -> 6.
+    let g3 = create_group(&unique_prefix("ctl-sla")).await;
+    put_metrics(&g3, 80.0, 24).await;
+    let fixture3 = Fixture::new(Kind::Memory, "ctl-sla");
+    let settings = forescale::policy::guardrails::parse_group_settings(&format!(
+        r#"{{"{g3}": {{"sla_target": 0.999}}}}"#
+    ))
+    .unwrap();
+    let mut ctl = control_with(&fixture3, &g3, true, Lease::Local, settings).await;
+    ctl.settings.planner = forescale::app::control::Planner::Policy;
+    Arc::get_mut(&mut ctl.state).expect("one owner").policy =
+        forescale::policy::rl::LivePolicy::default();
+    let ticks = ctl.tick(chrono::Utc::now().timestamp()).await;
+    assert_eq!(ticks[0].error, None, "{:?}", ticks[0]);
+    assert!(
+        ticks[0].plan.iter().all(|s| s.capacity == 6),
+        "{:?}",
+        ticks[0].plan
+    );
+    let ours = our_actions(&ctl, &g3).await;
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].desired_capacity, Some(6));
 }
 
 #[actix_web::test]

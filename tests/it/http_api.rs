@@ -559,6 +559,111 @@ fn rising_body(n: usize, capacity: Option<u32>) -> Value {
     json!({ "samples": samples })
 }
 
+/// Two days of a swinging load at `capacity` instances (the same CPU %
+/// whatever the capacity), some steps over the SLA's 90 %.
+fn swinging_body(n: usize, capacity: u32) -> Value {
+    let end = chrono::Utc::now().timestamp() / 300 * 300;
+    let samples: Vec<Value> = (0..n)
+        .map(|i| {
+            let jitter = ((i * 7919) % 23) as f64 - 11.0;
+            let cpu = (55.0 + 25.0 * (i as f64 / 20.0).sin() + jitter).clamp(1.0, 100.0);
+            json!({
+                "timestamp": end - (n - 1 - i) as i64 * 300,
+                "features": {"cpu_usage_pct": cpu},
+                "capacity": capacity
+            })
+        })
+        .collect();
+    json!({ "samples": samples })
+}
+
+/// The SLA planner (the service's default policy): it provisions for the
+/// group's target, says which quantile it read and what the group
+/// achieved; the same CPU at twice the capacity is planned at twice the
+/// size (no absolute level decides); a target it does not support is a
+/// 400 naming `sla_target`, single and fleet.
+#[actix_web::test]
+async fn sla_planner_provisions_for_the_target_and_refuses_unsupported_ones() {
+    let f = Fixture::new(Kind::Memory, "sla");
+    let state = actix_web::web::Data::new(forescale::app::AppState {
+        policy: forescale::policy::rl::LivePolicy::default(),
+        ..f.app_state().await
+    });
+    let app = test::init_service(create_app(state)).await;
+    for (g, cap) in [("small", 10), ("large", 20)] {
+        let resp = test::call_service(
+            &app,
+            post_json(&format!("/v1/groups/{g}/samples"), &swinging_body(600, cap)).to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+    let rec = |v: &Value| v["explanation"]["proposed_capacity"].as_u64().unwrap();
+
+    let resp = test::call_service(&app, get("/v1/groups/small/recommendation")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = test::read_body_json(resp).await;
+    assert_eq!(v["policy"], "sla", "{v}");
+    let e = &v["explanation"];
+    assert_eq!(e["sla_target"], 0.99, "{v}");
+    let q = e["provisioned_quantile"].as_f64().unwrap();
+    assert!((0.0..=1.1).contains(&q), "{v}");
+    let achieved = e["achieved_sla"].as_f64().unwrap();
+    assert!(
+        achieved > 0.5 && achieved < 1.0,
+        "some steps are over 90 %: {v}"
+    );
+    assert!(e["reason"].as_str().unwrap().starts_with("p99 "), "{v}");
+    let at99 = rec(&v);
+    // Load now is CPU x 10 instances; the plan holds more than that.
+    assert!(at99 >= 1, "{v}");
+
+    let resp =
+        test::call_service(&app, get("/v1/groups/small/recommendation?sla_target=0.6")).await;
+    let low: Value = test::read_body_json(resp).await;
+    assert_eq!(low["explanation"]["sla_target"], 0.6);
+    let resp = test::call_service(
+        &app,
+        get("/v1/groups/small/recommendation?sla_target=0.999"),
+    )
+    .await;
+    let high: Value = test::read_body_json(resp).await;
+    assert!(
+        rec(&low) <= at99 && at99 <= rec(&high),
+        "60 %: {}, 99 %: {at99}, 99.9 %: {}",
+        rec(&low),
+        rec(&high)
+    );
+
+    // Twice the capacity at the same CPU: twice the load, twice the plan.
+    let resp = test::call_service(&app, get("/v1/groups/large/recommendation")).await;
+    let large: Value = test::read_body_json(resp).await;
+    let diff = rec(&large) as i64 - 2 * at99 as i64;
+    assert!(diff.abs() <= 2, "10 instances: {at99}, 20: {}", rec(&large));
+
+    for uri in [
+        "/v1/groups/small/recommendation?sla_target=1",
+        "/v1/groups/small/recommendation?sla_target=0.3",
+        "/v1/groups/small/recommendation?sla_target=99",
+        "/v1/recommendations?sla_target=1.0",
+    ] {
+        let resp = test::call_service(&app, get(uri)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let e: Value = test::read_body_json(resp).await;
+        assert_eq!(e["field"], "sla_target", "{uri}: {e}");
+    }
+    // The fleet cycle plans with the same planner.
+    let resp = test::call_service(&app, get("/v1/recommendations?sla_target=0.95")).await;
+    let fleet: Value = test::read_body_json(resp).await;
+    let recs = fleet["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "{fleet}");
+    assert!(
+        recs.iter()
+            .all(|r| r["policy"] == "sla" && r["explanation"]["sla_target"] == 0.95)
+    );
+}
+
 #[actix_web::test]
 async fn recommendation_plans_capacity_and_names_bad_settings() {
     let f = Fixture::new(Kind::Memory, "rec");
@@ -638,7 +743,8 @@ async fn fleet_cycle_batches_and_matches_single_group_answers() {
         default_model: "bilstm".into(),
         policy: forescale::policy::rl::LivePolicy::new(Some(
             forescale::policy::rl::RlPolicy::load(&models.join("policy")).unwrap(),
-        )),
+        ))
+        .serving_rl(true),
         ..f.app_state().await
     });
     let app = test::init_service(create_app(state)).await;

@@ -102,7 +102,9 @@ impl Fixture {
             ),
             actuator: None,
             tokens: None,
-            policy: forescale::policy::rl::LivePolicy::default(),
+            // The trained policy's path (predictive without one); the SLA
+            // planner's tests ask for it with `serving_rl(false)`.
+            policy: forescale::policy::rl::LivePolicy::default().serving_rl(true),
             group_settings: Default::default(),
             ledgers: forescale::app::accuracy::LedgerBook::in_memory(&Default::default()),
         }
