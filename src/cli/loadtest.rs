@@ -62,6 +62,10 @@ pub struct LoadtestArgs {
     /// Groups in the many-groups scenario.
     #[arg(long, default_value_t = 5_000)]
     pub many_groups: usize,
+    /// Samples of history seeded per group (5-minute steps; the SLA
+    /// planner reads up to 576).
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(i64).range(1..=4032))]
+    pub history_steps: i64,
     /// Fleet decision cycles run in the many-groups scenario (each cold and
     /// warm).
     #[arg(long, default_value_t = 3)]
@@ -101,8 +105,6 @@ pub struct ScenarioResult {
 }
 
 const STEP: i64 = 300;
-/// History pushed per group before measuring.
-const HISTORY_STEPS: i64 = 48;
 
 fn histogram() -> Histogram<u64> {
     #[allow(clippy::unwrap_used)] // fixed, valid bounds
@@ -180,6 +182,8 @@ struct Target {
     token: Option<String>,
     /// The service this command started (killed on drop).
     child: Option<std::process::Child>,
+    /// Samples of history seeded per group.
+    history: i64,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -219,6 +223,7 @@ impl Target {
                 client,
                 token: args.token.clone(),
                 child: None,
+                history: args.history_steps,
                 _dir: None,
             });
         }
@@ -249,6 +254,7 @@ impl Target {
             client,
             token: None,
             child: Some(child),
+            history: args.history_steps,
             _dir: Some(dir),
         };
         let until = Instant::now() + Duration::from_secs(60);
@@ -307,15 +313,15 @@ impl Target {
         }
     }
 
-    /// `HISTORY_STEPS` of history ending at `end` for every group.
+    /// `self.history` steps of history ending at `end` for every group.
     async fn seed(&self, groups: &[String], end: i64) -> anyhow::Result<()> {
         let started = Instant::now();
         let results: Vec<Result<(), String>> =
             futures_util::stream::iter(groups.iter().enumerate())
                 .map(|(i, g)| {
-                    let samples = (0..HISTORY_STEPS)
+                    let samples = (0..self.history)
                         .map(|k| {
-                            let ts = end - (HISTORY_STEPS - 1 - k) * STEP;
+                            let ts = end - (self.history - 1 - k) * STEP;
                             sample(ts, wave(i, ts))
                         })
                         .collect();
@@ -328,8 +334,9 @@ impl Target {
             bail!("seeding history: {e}");
         }
         eprintln!(
-            "  seeded {} groups x {HISTORY_STEPS} samples in {:.1} s",
+            "  seeded {} groups x {} samples in {:.1} s",
             groups.len(),
+            self.history,
             started.elapsed().as_secs_f64()
         );
         Ok(())
