@@ -404,7 +404,7 @@ impl PolicySpec {
             .or((name == "sla").then_some("naive"))
         {
             let target = param.unwrap_or(crate::policy::sla::DEFAULT_TARGET * 100.0) / 100.0;
-            crate::policy::sla::check_target(target)
+            let target = crate::policy::sla::check_target(target)
                 .map_err(|e| format!("policy {name:?}: target {e}"))?;
             return Ok(Self {
                 kind: None,
@@ -637,12 +637,26 @@ mod tests {
         assert_eq!(p.build().unwrap().name(), "provision-p90-naive@25");
         let p = PolicySpec::parse("predictive-snaive@40", &cat).unwrap();
         assert_eq!(p.build().unwrap().name(), "predictive-snaive@40");
+        let p = PolicySpec::parse("sla-naive@99.9+guardrails", &cat).unwrap();
+        assert_eq!(p.sla.map(|s| s.0), Some(0.999));
+        assert_eq!(p.build().unwrap().name(), "sla-naive@99.9+guardrails");
+        assert_eq!(
+            PolicySpec::parse("sla-snaive", &cat)
+                .unwrap()
+                .sla
+                .map(|s| s.0),
+            Some(0.99),
+            "the default target"
+        );
         for (bad, says) in [
             ("threshold@3", "takes no @"),
             ("target-tracking@abc", "not a number"),
             ("target-tracking@0", "1..100"),
             ("provision-p95-naive", "p10, p50 or p90"),
             ("provision-p90-nosuch", "no trained model"),
+            ("sla-naive@100", "outside the supported SLA targets"),
+            ("sla-naive@40", "outside the supported SLA targets"),
+            ("sla-nosuch@99", "no trained model"),
             ("rl", "no trained policy"),
         ] {
             let e = PolicySpec::parse(bad, &cat).unwrap_err();
