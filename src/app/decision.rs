@@ -174,7 +174,7 @@ pub async fn decide(
             let mut window = w?.ok_or_else(|| AppError::GroupNotFound(req.group.to_string()))?;
             let capacity_now = resolve_capacity(req.capacity, &window)?;
             let sla_past = sla.then(|| {
-                let past = sla_past(&window, capacity_now);
+                let past = past_load(&window, capacity_now);
                 let keep = served.model.lookback(h);
                 let cut = window.rows.len().saturating_sub(keep);
                 window.rows.drain(..cut);
@@ -321,7 +321,7 @@ fn failed(n: usize, why: &str) -> Vec<Result<Decision, AppError>> {
 
 /// Load per step (instances: CPU % of each step's capacity, else of the
 /// capacity now) and whether utilisation was over the SLA's 90 %.
-fn sla_past(window: &MetricWindow, capacity_now: u32) -> (Vec<f64>, Vec<bool>) {
+fn past_load(window: &MetricWindow, capacity_now: u32) -> (Vec<f64>, Vec<bool>) {
     let cap = f64::from(capacity_now);
     window
         .rows
@@ -387,14 +387,7 @@ fn prepare(p: Pending, now: i64, stale_steps: i64) -> Result<Prepared, AppError>
     let cap = f64::from(p.capacity_now);
     let (history, over_sla) = match p.sla_past {
         Some(past) => past,
-        None => (
-            window
-                .rows
-                .iter()
-                .map(|r| f64::from(r.target()) / 100.0 * r.capacity.map_or(cap, f64::from))
-                .collect(),
-            Vec::new(),
-        ),
+        None => (past_load(window, p.capacity_now).0, Vec::new()),
     };
     let u = |x: f32| (f64::from(x.max(0.0)) / 100.0 * cap) as f32;
     let quantiles: Vec<[f32; 3]> = (0..forecast.horizon())

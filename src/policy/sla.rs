@@ -105,14 +105,6 @@ impl SlaTracker {
         self.target
     }
 
-    /// Set the target; the errors stay, the offset restarts.
-    pub fn set_target(&mut self, target: f64) {
-        if target != self.target {
-            self.target = target;
-            self.offset = 0.0;
-        }
-    }
-
     /// Share of observed steps within the SLA (None before any).
     pub fn achieved(&self) -> Option<f64> {
         (self.steps > 0).then(|| 1.0 - self.violations as f64 / self.steps as f64)
@@ -209,11 +201,6 @@ impl SlaTracker {
     pub fn level(&self) -> f64 {
         self.target + self.offset
     }
-
-    /// The offset now (share of the median added to every quantile).
-    pub fn offset(&self) -> f64 {
-        self.offset
-    }
 }
 
 /// The planner as a [`Policy`] for the simulator: reads the forecast
@@ -222,7 +209,8 @@ impl SlaTracker {
 pub struct SlaPlanner {
     pub forecaster: String,
     tracker: SlaTracker,
-    last: Option<(f64, f64)>,
+    /// The load the last decision was sized for.
+    last: Option<f64>,
 }
 
 /// Steps of history the service replays to calibrate a group: a day to
@@ -296,12 +284,12 @@ impl Policy for SlaPlanner {
             _ => vec![last; LEADS],
         };
         let (want, peak) = self.tracker.plan(&p50);
-        self.last = Some((peak, self.tracker.offset));
+        self.last = Some(peak);
         want
     }
 
     fn explain(&self) -> Option<String> {
-        self.last.map(|(peak, _)| {
+        self.last.map(|peak| {
             format!(
                 "p{} of the load over the launch delay ({peak:.2} instances at 90 %)",
                 super::reference::pct(self.tracker.target)

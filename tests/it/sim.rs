@@ -39,6 +39,14 @@ fn summary(dir: &std::path::Path) -> Vec<(String, String, f64, f64, f64)> {
         .collect()
 }
 
+/// The mean-over-traces row of policy `p`.
+fn mean_row(rows: &[(String, String, f64, f64, f64)], p: &str) -> (String, String, f64, f64, f64) {
+    rows.iter()
+        .find(|r| r.0 == p && r.1 == "mean")
+        .unwrap_or_else(|| panic!("no mean row for {p}: {rows:?}"))
+        .clone()
+}
+
 #[actix_web::test]
 async fn reference_policies_match_the_protocols_figures_on_the_main_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,12 +66,7 @@ async fn reference_policies_match_the_protocols_figures_on_the_main_set() {
     .await
     .unwrap();
     let rows = summary(&out);
-    let mean = |p: &str| {
-        rows.iter()
-            .find(|r| r.0 == p && r.1 == "mean")
-            .unwrap_or_else(|| panic!("no mean row for {p}: {rows:?}"))
-            .clone()
-    };
+    let mean = |p: &str| mean_row(&rows, p);
     // POLICY_EVAL.md v1.1, mean over the 13 traces: (cost / oracle, SLA %,
     // capped utilisation %).
     let reference = [
@@ -139,12 +142,7 @@ async fn the_sla_planner_meets_its_targets_on_the_transfer_set() {
     .await
     .unwrap();
     let rows = summary(&out);
-    let mean = |p: &str| {
-        rows.iter()
-            .find(|r| r.0 == p && r.1 == "mean")
-            .unwrap_or_else(|| panic!("no mean row for {p}: {rows:?}"))
-            .clone()
-    };
+    let mean = |p: &str| mean_row(&rows, p);
     let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     assert_eq!(scores.matches(",oracle,").count(), 18, "{scores}");
     for id in ["nab-ec2-24ae8d", "nab-ec2-fe7f93", "az-svc1", "az-svc10"] {
